@@ -1,0 +1,385 @@
+//! The health snapshot: what every part of the daemon last said about itself.
+//!
+//! Owns: the in-memory [`Health`] record that actors write into and the HTTP endpoint reads, and
+//! its rendering as `application/health+json` (draft-inadarei-api-health-check).
+//!
+//! Must not: wait on anything. Reading or writing the snapshot takes a short `parking_lot` lock and
+//! never awaits, so `/health` answers in microseconds even while the database hangs (invariant 6).
+//! Nothing here may hold a secret: outputs are built from error kinds and messages that have
+//! already been scrubbed by their producers.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use parking_lot::RwLock;
+use serde::Serialize;
+
+/// pass / warn / fail, ordered so that `max` gives the worst.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Pass,
+    Warn,
+    Fail,
+}
+
+/// One entry of a health report's `checks` map.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Check {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub component_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub component_type: Option<&'static str>,
+    pub status: Status,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub observed_value: Option<serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub observed_unit: Option<&'static str>,
+    pub time: DateTime<Utc>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output: Option<String>,
+}
+
+/// The body of `GET /health`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HealthReport {
+    pub status: Status,
+    pub version: &'static str,
+    pub service_id: String,
+    pub description: &'static str,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+    pub checks: BTreeMap<String, Vec<Check>>,
+}
+
+/// Lifecycle of one supervised child, as the supervisor sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChildState {
+    Starting,
+    Running,
+    /// Waiting out the backoff before the next spawn attempt.
+    Restarting {
+        at: Instant,
+    },
+    /// Gave up (meltdown or shutdown); the reason is shown to the operator.
+    Failed {
+        reason: String,
+    },
+    Stopped,
+}
+
+/// What the supervisor records about one child.
+#[derive(Debug, Clone)]
+pub struct ChildHealth {
+    pub state: ChildState,
+    /// Restarts since the daemon started.
+    pub restarts: u64,
+    pub last_error: Option<String>,
+    pub since: DateTime<Utc>,
+}
+
+impl ChildHealth {
+    pub fn starting() -> Self {
+        Self {
+            state: ChildState::Starting,
+            restarts: 0,
+            last_error: None,
+            since: Utc::now(),
+        }
+    }
+
+    fn check(&self, name: &str) -> Check {
+        let (status, text) = match &self.state {
+            ChildState::Starting => (Status::Warn, "starting".to_string()),
+            ChildState::Running => (Status::Pass, "running".to_string()),
+            ChildState::Restarting { at } => {
+                let ms = at.saturating_duration_since(Instant::now()).as_millis();
+                (Status::Warn, format!("restarting in {ms} ms"))
+            }
+            ChildState::Failed { reason } => (Status::Fail, format!("failed: {reason}")),
+            ChildState::Stopped => (Status::Warn, "stopped".to_string()),
+        };
+        let output = match (&self.last_error, self.state == ChildState::Running) {
+            (Some(err), _) => format!("{text}; last error: {err}"),
+            (None, _) => text,
+        };
+        Check {
+            component_id: Some(name.to_string()),
+            component_type: Some("component"),
+            status,
+            observed_value: Some(serde_json::json!({ "restarts": self.restarts })),
+            observed_unit: None,
+            time: self.since,
+            output: Some(output),
+        }
+    }
+}
+
+/// Pool counters published by the database actor.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct PoolStats {
+    /// Connections open (idle + in use).
+    pub size: u32,
+    pub idle: u32,
+    pub in_use: u32,
+    /// Callers waiting for a connection right now.
+    pub waiting: u64,
+    pub max_size: u32,
+    /// Checkouts that gave up after `pool_timeout`.
+    pub checkout_timeouts: u64,
+    /// Connections closed because they were broken (or left in a transaction).
+    pub broken_closed: u64,
+    pub checkouts: u64,
+    pub returns: u64,
+    /// Checkouts held past `leak_threshold` right now.
+    pub leaked_now: u64,
+}
+
+/// What the database actor last found.
+#[derive(Debug, Clone)]
+pub struct DbHealth {
+    pub reachable: bool,
+    pub migrations_applied: bool,
+    pub ping_latency: Option<Duration>,
+    pub last_error: Option<String>,
+    pub checked_at: DateTime<Utc>,
+    pub pool: PoolStats,
+}
+
+impl Default for DbHealth {
+    fn default() -> Self {
+        Self {
+            reachable: false,
+            migrations_applied: false,
+            ping_latency: None,
+            last_error: Some("not checked yet".to_string()),
+            checked_at: Utc::now(),
+            pool: PoolStats::default(),
+        }
+    }
+}
+
+/// A check contributed by a component other than the supervisor or the database (Temu client,
+/// sync actors, …), keyed by the health+json check name, e.g. `temu:circuit` or `sync:us-main:orders`.
+#[derive(Debug, Clone)]
+pub struct ExtraCheck {
+    pub check: Check,
+}
+
+#[derive(Debug, Default)]
+struct Snapshot {
+    children: BTreeMap<String, ChildHealth>,
+    db: DbHealth,
+    extra: BTreeMap<String, Vec<Check>>,
+    shutting_down: bool,
+}
+
+/// Shared, cheap-to-clone handle on the health snapshot.
+#[derive(Clone, Debug)]
+pub struct Health {
+    inner: Arc<RwLock<Snapshot>>,
+    service_id: Arc<str>,
+}
+
+impl Health {
+    pub fn new(service_id: impl Into<String>) -> Self {
+        Self {
+            inner: Arc::default(),
+            service_id: Arc::from(service_id.into()),
+        }
+    }
+
+    /// Applies `f` to the named child's record, creating it when new.
+    pub fn update_child(&self, name: &str, f: impl FnOnce(&mut ChildHealth)) {
+        let mut snap = self.inner.write();
+        let entry = snap
+            .children
+            .entry(name.to_string())
+            .or_insert_with(ChildHealth::starting);
+        f(entry);
+    }
+
+    pub fn child(&self, name: &str) -> Option<ChildHealth> {
+        self.inner.read().children.get(name).cloned()
+    }
+
+    pub fn children(&self) -> BTreeMap<String, ChildHealth> {
+        self.inner.read().children.clone()
+    }
+
+    pub fn update_db(&self, f: impl FnOnce(&mut DbHealth)) {
+        f(&mut self.inner.write().db);
+    }
+
+    pub fn db(&self) -> DbHealth {
+        self.inner.read().db.clone()
+    }
+
+    /// Replaces the checks published under `name` (e.g. `temu:circuit`).
+    pub fn set_checks(&self, name: &str, checks: Vec<Check>) {
+        self.inner.write().extra.insert(name.to_string(), checks);
+    }
+
+    pub fn remove_checks(&self, name: &str) {
+        self.inner.write().extra.remove(name);
+    }
+
+    pub fn set_shutting_down(&self) {
+        self.inner.write().shutting_down = true;
+    }
+
+    /// Readiness: the database answers and the schema is migrated.
+    pub fn readiness(&self) -> Result<(), String> {
+        let snap = self.inner.read();
+        if snap.shutting_down {
+            return Err("shutting down".to_string());
+        }
+        if !snap.db.reachable {
+            return Err(format!(
+                "database unreachable: {}",
+                snap.db.last_error.as_deref().unwrap_or("unknown")
+            ));
+        }
+        if !snap.db.migrations_applied {
+            return Err("database migrations not applied yet".to_string());
+        }
+        Ok(())
+    }
+
+    /// The full report served at `/health`.
+    pub fn report(&self) -> HealthReport {
+        let snap = self.inner.read();
+        let mut checks: BTreeMap<String, Vec<Check>> = BTreeMap::new();
+        checks.insert("postgres:connections".to_string(), db_checks(&snap.db));
+        let children: Vec<Check> = snap
+            .children
+            .iter()
+            .map(|(name, child)| child.check(name))
+            .collect();
+        if !children.is_empty() {
+            checks.insert("supervisor:children".to_string(), children);
+        }
+        for (name, extra) in &snap.extra {
+            checks.insert(name.clone(), extra.clone());
+        }
+        let mut status = checks
+            .values()
+            .flatten()
+            .map(|c| c.status)
+            .max()
+            .unwrap_or(Status::Pass);
+        let mut notes = Vec::new();
+        if snap.shutting_down {
+            status = Status::Fail;
+            notes.push("shutting down".to_string());
+        }
+        HealthReport {
+            status,
+            version: env!("CARGO_PKG_VERSION"),
+            service_id: self.service_id.to_string(),
+            description: "temu-sync: Temu Open Platform to PostgreSQL sync daemon",
+            notes,
+            checks,
+        }
+    }
+}
+
+fn db_checks(db: &DbHealth) -> Vec<Check> {
+    let status = if !db.reachable {
+        Status::Fail
+    } else if !db.migrations_applied || db.pool.leaked_now > 0 || db.pool.waiting > 0 {
+        Status::Warn
+    } else {
+        Status::Pass
+    };
+    let output = if !db.reachable {
+        Some(format!(
+            "unreachable: {}",
+            db.last_error.as_deref().unwrap_or("unknown")
+        ))
+    } else if !db.migrations_applied {
+        Some("migrations not applied".to_string())
+    } else if db.pool.leaked_now > 0 {
+        Some(format!(
+            "{} connection(s) held past the leak threshold",
+            db.pool.leaked_now
+        ))
+    } else if db.pool.waiting > 0 {
+        Some(format!("{} caller(s) waiting for a connection", db.pool.waiting))
+    } else {
+        None
+    };
+    let latency = Check {
+        component_id: Some("postgres".to_string()),
+        component_type: Some("datastore"),
+        status,
+        observed_value: db
+            .ping_latency
+            .map(|d| serde_json::json!((d.as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0)),
+        observed_unit: Some("ms"),
+        time: db.checked_at,
+        output,
+    };
+    let pool = Check {
+        component_id: Some("postgres:pool".to_string()),
+        component_type: Some("datastore"),
+        status: if db.pool.waiting > 0 {
+            Status::Warn
+        } else {
+            Status::Pass
+        },
+        observed_value: serde_json::to_value(&db.pool).ok(),
+        observed_unit: None,
+        time: db.checked_at,
+        output: None,
+    };
+    vec![latency, pool]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unreachable_database_fails_the_report_and_readiness() {
+        let health = Health::new("test");
+        health.update_db(|db| {
+            db.reachable = false;
+            db.last_error = Some("connection refused".into());
+        });
+        let report = health.report();
+        assert_eq!(report.status, Status::Fail);
+        let out = report.checks["postgres:connections"][0].output.clone();
+        assert!(out.unwrap().contains("connection refused"));
+        assert!(health.readiness().is_err());
+    }
+
+    #[test]
+    fn worst_check_wins() {
+        let health = Health::new("test");
+        health.update_db(|db| {
+            db.reachable = true;
+            db.migrations_applied = true;
+            db.last_error = None;
+        });
+        health.update_child("db", |c| c.state = ChildState::Running);
+        assert_eq!(health.report().status, Status::Pass);
+        health.update_child("temu", |c| {
+            c.state = ChildState::Restarting {
+                at: Instant::now() + Duration::from_millis(500),
+            }
+        });
+        assert_eq!(health.report().status, Status::Warn);
+        health.update_child("temu", |c| {
+            c.state = ChildState::Failed {
+                reason: "boom".into(),
+            }
+        });
+        assert_eq!(health.report().status, Status::Fail);
+        assert!(health.readiness().is_ok());
+    }
+}
