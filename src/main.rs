@@ -1,3 +1,108 @@
-fn main() {
-    std::process::exit(temu_sync::exit::OK);
+//! `temu-sync` command line: run the daemon, check the configuration, apply migrations.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use temu_sync::config::Config;
+use temu_sync::exit;
+
+/// Keeps a Temu seller's orders, products and after-sales copied into PostgreSQL.
+///
+/// Exit codes: 0 clean stop, 69 a dependency stayed unavailable or too many restarts,
+/// 70 internal error, 78 invalid configuration.
+#[derive(Parser, Debug)]
+#[command(name = "temu-sync", version, about, long_about)]
+struct Cli {
+    /// Configuration file (YAML). Every key can be overridden with TEMU_SYNC__SECTION__KEY.
+    #[arg(
+        long,
+        short = 'c',
+        global = true,
+        default_value = "config.yaml",
+        env = "TEMU_SYNC_CONFIG"
+    )]
+    config: PathBuf,
+
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the daemon (the default): supervisor, database pool, sync actors, HTTP endpoint.
+    Run,
+    /// Validate the configuration and print the effective values, secrets masked.
+    CheckConfig,
+    /// Create the database if needed and apply pending migrations, then exit.
+    Migrate,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match Config::load(&cli.config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("temu-sync: invalid configuration: {e}");
+            return ExitCode::from(exit::CONFIG as u8);
+        }
+    };
+    let command = cli.command.unwrap_or(Command::Run);
+    if let Command::CheckConfig = command {
+        return check_config(&config);
+    }
+    if let Err(e) = temu_sync::telemetry::init(&config.log) {
+        eprintln!("temu-sync: {e}");
+        return ExitCode::from(exit::CONFIG as u8);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("temu-sync: cannot start the async runtime: {e}");
+            return ExitCode::from(exit::SOFTWARE as u8);
+        }
+    };
+    let code = match command {
+        Command::Migrate => runtime.block_on(async {
+            match temu_sync::app::migrate(&config).await {
+                Ok(applied) => {
+                    println!(
+                        "applied {} migration(s): {}",
+                        applied.len(),
+                        applied.join(", ")
+                    );
+                    exit::OK
+                }
+                Err(e) => {
+                    eprintln!("temu-sync: migrate failed: {e}");
+                    if e.is_unavailable() {
+                        exit::UNAVAILABLE
+                    } else {
+                        exit::SOFTWARE
+                    }
+                }
+            }
+        }),
+        _ => runtime.block_on(temu_sync::app::run(config)),
+    };
+    // Don't wait for stray blocking tasks (e.g. a migration stuck on a dead socket) at exit.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    ExitCode::from(code as u8)
+}
+
+fn check_config(config: &Config) -> ExitCode {
+    match serde_json::to_string_pretty(config) {
+        Ok(text) => {
+            println!("{text}");
+            println!("configuration OK");
+            ExitCode::from(exit::OK as u8)
+        }
+        Err(e) => {
+            eprintln!("temu-sync: cannot print the configuration: {e}");
+            ExitCode::from(exit::SOFTWARE as u8)
+        }
+    }
 }

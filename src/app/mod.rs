@@ -1,1 +1,151 @@
-//! (being written)
+//! The daemon's top level: wires configuration, the supervisor tree, the HTTP endpoint and
+//! signals together, and turns how it all ended into an exit code.
+//!
+//! Owns: start order (logger, database handle, supervisor and its children, HTTP listener) and
+//! shutdown order (stop accepting, stop children in reverse, close the pool). Must not: contain
+//! domain logic — each concern lives in its own module.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::db::{Database, DbActor, DbActorArgs, DbMsg, Instance};
+use crate::exit;
+use crate::health::Health;
+use crate::http::{self, HttpContext};
+use crate::supervisor::{ActorChild, ChildSpec, Outcome, SupervisorArgs, SupervisorHandle};
+
+/// Name of the database actor in the supervisor tree.
+pub const DB_ACTOR: &str = "db";
+
+/// Runs the daemon until SIGTERM/SIGINT (exit 0) or a supervisor meltdown (exit 69).
+pub async fn run(config: Config) -> i32 {
+    let instance = Instance::current();
+    let health = Health::new(instance.id.clone());
+    let db = match Database::new(config.database.clone()) {
+        Ok(db) => db,
+        Err(e) => {
+            tracing::error!(error = %e, "invalid database configuration");
+            return exit::CONFIG;
+        }
+    };
+
+    let listener = match TcpListener::bind(config.http.listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(listen = %config.http.listen, error = %e,
+                "cannot listen on http.listen; is another instance running or the address wrong?");
+            return exit::CONFIG;
+        }
+    };
+
+    let children = daemon_children(&db, &health, &instance);
+    let args = SupervisorArgs {
+        config: config.supervisor.clone(),
+        children,
+        health: health.clone(),
+    };
+    let mut supervisor =
+        match SupervisorHandle::start(&format!("supervisor-{}", instance.id), args).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, "could not start the supervisor");
+                return exit::SOFTWARE;
+            }
+        };
+
+    let shutdown = CancellationToken::new();
+    let ctx = HttpContext {
+        health: health.clone(),
+        liveness: supervisor.liveness(),
+        config: config.http.clone(),
+    };
+    let drain = config.supervisor.shutdown_timeout / 2;
+    let server = tokio::spawn(http::serve(listener, ctx, shutdown.clone(), drain));
+    tracing::info!(listen = %config.http.listen, instance = %instance.id, version = env!("CARGO_PKG_VERSION"), "temu-sync started");
+
+    let outcome = tokio::select! {
+        signal = shutdown_signal() => {
+            tracing::info!(%signal, "shutting down");
+            health.set_shutting_down();
+            shutdown.cancel();
+            let stop = supervisor.shutdown();
+            match tokio::time::timeout(config.supervisor.shutdown_timeout + Duration::from_secs(2), stop).await {
+                Ok(outcome) => outcome,
+                Err(_) => {
+                    tracing::error!("shutdown did not finish within supervisor.shutdown_timeout");
+                    Outcome::Shutdown
+                }
+            }
+        }
+        outcome = supervisor.finished() => {
+            health.set_shutting_down();
+            shutdown.cancel();
+            outcome
+        }
+    };
+    match tokio::time::timeout(drain + Duration::from_secs(1), server).await {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(e))) => tracing::warn!(error = %e, "HTTP server ended with an error"),
+        Ok(Err(e)) => tracing::warn!(error = %e, "HTTP server task failed"),
+        Err(_) => tracing::warn!("HTTP server did not drain in time"),
+    }
+    db.close();
+    match outcome {
+        Outcome::Shutdown => {
+            tracing::info!("stopped");
+            exit::OK
+        }
+        Outcome::Meltdown(why) => {
+            tracing::error!(reason = %why, "stopped after a supervisor meltdown");
+            exit::UNAVAILABLE
+        }
+    }
+}
+
+/// The supervised actors of the daemon, in start order.
+pub fn daemon_children(
+    db: &Database,
+    health: &Health,
+    instance: &Instance,
+) -> Vec<Arc<dyn ChildSpec>> {
+    let db_args = DbActorArgs {
+        db: db.clone(),
+        health: health.clone(),
+        instance: instance.clone(),
+    };
+    vec![Arc::new(ActorChild::new(
+        DB_ACTOR,
+        move || (DbActor, db_args.clone()),
+        DbMsg::Ping,
+    ))]
+}
+
+/// Applies pending migrations (creating the database first when allowed) and returns what ran.
+pub async fn migrate(config: &Config) -> Result<Vec<String>, crate::db::DbError> {
+    let db = Database::new(config.database.clone())?;
+    if config.database.create_database && db.connector().ensure_database().await? {
+        tracing::info!(database = db.connector().dbname(), "created the database");
+    }
+    crate::db::migrate::run_pending(db.connector()).await
+}
+
+async fn shutdown_signal() -> &'static str {
+    use tokio::signal::unix::{signal, SignalKind};
+    let term = signal(SignalKind::terminate());
+    let int = signal(SignalKind::interrupt());
+    match (term, int) {
+        (Ok(mut term), Ok(mut int)) => tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        },
+        _ => {
+            // Without signal handlers we can only wait for Ctrl-C through tokio's fallback.
+            let _ = tokio::signal::ctrl_c().await;
+            "SIGINT"
+        }
+    }
+}

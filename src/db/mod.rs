@@ -1,1 +1,20 @@
-//! (being written)
+//! PostgreSQL: the connection pool, its supervising actor, migrations and the transaction helper.
+//!
+//! Owns: every connection to PostgreSQL. Other components get connections only through
+//! [`Database::checkout`] / [`Database::transaction`], one checkout per unit of work.
+//! The [`DbActor`] builds the pool, creates the database and applies migrations (retrying with
+//! backoff while the database is down), pings on an interval and publishes reachability, latency
+//! and pool counters into the health snapshot. Must not: block its mailbox on the database — slow
+//! work runs in tasks that report back by message.
+
+mod actor;
+mod connect;
+mod error;
+pub mod migrate;
+mod pool;
+pub mod schema;
+
+pub use actor::{DbActor, DbActorArgs, DbMsg, Instance};
+pub use connect::{describe_pg_error, Connector};
+pub use error::DbError;
+pub use pool::{Checkout, Database, PgPool};

@@ -309,7 +309,10 @@ fn db_checks(db: &DbHealth) -> Vec<Check> {
             db.pool.leaked_now
         ))
     } else if db.pool.waiting > 0 {
-        Some(format!("{} caller(s) waiting for a connection", db.pool.waiting))
+        Some(format!(
+            "{} caller(s) waiting for a connection",
+            db.pool.waiting
+        ))
     } else {
         None
     };

@@ -1,0 +1,260 @@
+//! The database actor: keeps the pool alive and tells the health snapshot the truth about it.
+//!
+//! Its mailbox never waits on PostgreSQL: setup (create database, migrate, register this daemon
+//! instance) and each ping run in spawned tasks bounded by deadlines, and report back by message.
+//! So a hung or absent database never makes this actor miss the supervisor's pings, and a database
+//! that is down at boot or later is a `fail` in `/health`, not a crash.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use diesel_async::RunQueryDsl;
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+
+use super::{migrate, Database, DbError};
+use crate::health::Health;
+use crate::supervisor::Backoff;
+
+/// Who this daemon process is, as recorded in `daemon_instances`.
+#[derive(Debug, Clone)]
+pub struct Instance {
+    pub id: String,
+    pub hostname: String,
+    pub pid: i32,
+}
+
+impl Instance {
+    pub fn current() -> Self {
+        let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .unwrap_or_else(|_| "unknown".to_string());
+        let pid = std::process::id() as i32;
+        let id = format!("{hostname}-{pid}-{:08x}", fastrand::u32(..));
+        Self { id, hostname, pid }
+    }
+}
+
+#[derive(Clone)]
+pub struct DbActorArgs {
+    pub db: Database,
+    pub health: Health,
+    pub instance: Instance,
+}
+
+pub enum DbMsg {
+    /// Supervisor liveness ping.
+    Ping(RpcReplyPort<()>),
+    /// Create the database if needed and apply migrations.
+    Setup,
+    SetupDone(Result<Vec<String>, DbError>),
+    /// Ping the database and publish pool stats.
+    Probe,
+    ProbeDone(Result<Duration, DbError>),
+}
+
+pub struct DbActor;
+
+pub struct DbState {
+    args: DbActorArgs,
+    setup_failures: u32,
+    setup_running: bool,
+    ready: bool,
+    probe_running: bool,
+    was_reachable: Option<bool>,
+}
+
+impl Actor for DbActor {
+    type Msg = DbMsg;
+    type State = DbState;
+    type Arguments = DbActorArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<DbMsg>,
+        args: DbActorArgs,
+    ) -> Result<DbState, ActorProcessingErr> {
+        // Fresh pool on every (re)start; it opens connections lazily, so this cannot fail on a
+        // database that is down.
+        args.db.rebuild_pool();
+        args.health.update_db(|h| {
+            h.reachable = false;
+            h.migrations_applied = false;
+            h.last_error = Some("connecting".into());
+        });
+        myself.send_message(DbMsg::Setup)?;
+        let interval = args.db.config().ping_interval;
+        myself.send_interval(interval, || DbMsg::Probe);
+        Ok(DbState {
+            args,
+            setup_failures: 0,
+            setup_running: false,
+            ready: false,
+            probe_running: false,
+            was_reachable: None,
+        })
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<DbMsg>,
+        msg: DbMsg,
+        state: &mut DbState,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            DbMsg::Ping(reply) => {
+                let _ = reply.send(());
+            }
+            DbMsg::Setup => {
+                if state.setup_running || state.ready {
+                    return Ok(());
+                }
+                state.setup_running = true;
+                let args = state.args.clone();
+                tokio::spawn(async move {
+                    let result = setup(&args).await;
+                    let _ = myself.send_message(DbMsg::SetupDone(result));
+                });
+            }
+            DbMsg::SetupDone(result) => {
+                state.setup_running = false;
+                match result {
+                    Ok(applied) => {
+                        state.ready = true;
+                        state.setup_failures = 0;
+                        if applied.is_empty() {
+                            tracing::info!("database schema is up to date");
+                        } else {
+                            tracing::info!(migrations = ?applied, "applied database migrations");
+                        }
+                        state.args.health.update_db(|h| h.migrations_applied = true);
+                        // Publish reachability now rather than at the next interval.
+                        myself.send_message(DbMsg::Probe)?;
+                    }
+                    Err(e) => {
+                        state.setup_failures += 1;
+                        let cfg = state.args.db.config();
+                        let delay =
+                            Backoff::new(cfg.retry_min, cfg.retry_max).delay(state.setup_failures);
+                        tracing::warn!(error = %e, retry_in = ?delay, "database setup failed; will retry");
+                        state.args.health.update_db(|h| {
+                            h.reachable = false;
+                            h.last_error = Some(e.to_string());
+                            h.checked_at = Utc::now();
+                        });
+                        myself.send_after(delay, || DbMsg::Setup);
+                    }
+                }
+            }
+            DbMsg::Probe => {
+                if state.probe_running {
+                    return Ok(());
+                }
+                state.probe_running = true;
+                let args = state.args.clone();
+                let ready = state.ready;
+                tokio::spawn(async move {
+                    let result = probe(&args, ready).await;
+                    let _ = myself.send_message(DbMsg::ProbeDone(result));
+                });
+            }
+            DbMsg::ProbeDone(result) => {
+                state.probe_running = false;
+                let stats = state.args.db.stats();
+                let reachable = result.is_ok();
+                match (&result, state.was_reachable) {
+                    (Ok(_), Some(false)) => tracing::info!("database reachable again"),
+                    (Err(e), Some(true) | None) => {
+                        tracing::warn!(error = %e, "database unreachable")
+                    }
+                    _ => {}
+                }
+                state.was_reachable = Some(reachable);
+                state.args.health.update_db(|h| {
+                    h.checked_at = Utc::now();
+                    h.pool = stats;
+                    match result {
+                        Ok(latency) => {
+                            h.reachable = true;
+                            h.ping_latency = Some(latency);
+                            h.last_error = None;
+                        }
+                        Err(e) => {
+                            h.reachable = false;
+                            h.ping_latency = None;
+                            h.last_error = Some(e.to_string());
+                        }
+                    }
+                });
+                // The setup may have been waiting for the database; retry it now it answers.
+                if reachable && !state.ready && !state.setup_running {
+                    myself.send_message(DbMsg::Setup)?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Creates the database if needed, applies migrations and registers this daemon instance.
+async fn setup(args: &DbActorArgs) -> Result<Vec<String>, DbError> {
+    let cfg = args.db.config();
+    // Generous but finite: the whole setup, connects included.
+    let deadline = cfg.connect_timeout * 3 + cfg.statement_timeout * 2;
+    let work = async {
+        if cfg.create_database && args.db.connector().ensure_database().await? {
+            tracing::info!(
+                database = args.db.connector().dbname(),
+                "created the database"
+            );
+        }
+        let applied = migrate::run_pending(args.db.connector()).await?;
+        register_instance(args).await?;
+        Ok(applied)
+    };
+    tokio::time::timeout(deadline, work)
+        .await
+        .unwrap_or_else(|_| {
+            Err(DbError::Unavailable(format!(
+                "database setup did not finish within {deadline:?}"
+            )))
+        })
+}
+
+async fn register_instance(args: &DbActorArgs) -> Result<(), DbError> {
+    let mut conn = args.db.checkout("register-instance").await?;
+    diesel::sql_query(
+        "INSERT INTO daemon_instances (instance_id, hostname, pid, version) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (instance_id) DO UPDATE SET last_seen = now()",
+    )
+    .bind::<diesel::sql_types::Text, _>(&args.instance.id)
+    .bind::<diesel::sql_types::Text, _>(&args.instance.hostname)
+    .bind::<diesel::sql_types::Integer, _>(args.instance.pid)
+    .bind::<diesel::sql_types::Text, _>(env!("CARGO_PKG_VERSION"))
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Pings the database; once set up, also refreshes this instance's `last_seen`.
+async fn probe(args: &DbActorArgs, ready: bool) -> Result<Duration, DbError> {
+    let deadline = args.db.config().ping_timeout;
+    let latency = args.db.check_database_connection(deadline).await?;
+    if ready {
+        let heartbeat = async {
+            let mut conn = args.db.checkout("instance-heartbeat").await?;
+            diesel::sql_query(
+                "UPDATE daemon_instances SET last_seen = now() WHERE instance_id = $1",
+            )
+            .bind::<diesel::sql_types::Text, _>(&args.instance.id)
+            .execute(&mut *conn)
+            .await?;
+            Ok::<_, DbError>(())
+        };
+        match tokio::time::timeout(deadline, heartbeat).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::debug!(error = %e, "instance heartbeat failed"),
+            Err(_) => tracing::debug!("instance heartbeat timed out"),
+        }
+    }
+    Ok(latency)
+}

@@ -1,0 +1,338 @@
+//! The shared database handle: the bb8 pool, checkouts with leak detection, and the one
+//! transaction helper every unit of work goes through.
+//!
+//! Owns: the pool (built by the database actor and swapped in on a restart), checkout accounting
+//! (checkouts, returns, timeouts, connections held past the leak threshold) and
+//! [`Database::transaction`]. Must not: hold a connection beyond one unit of work, or keep a
+//! connection whose transaction was interrupted (see invariant 5 in the architecture doc).
+
+use std::collections::HashMap;
+use std::ops::{Deref, DerefMut};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bb8::{ErrorSink, PooledConnection, RunError};
+use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig, PoolError};
+use diesel_async::{AsyncConnection, AsyncPgConnection};
+use futures_util::future::BoxFuture;
+use parking_lot::{Mutex, RwLock};
+
+use super::connect::Connector;
+use super::DbError;
+use crate::config::DatabaseConfig;
+use crate::health::PoolStats;
+
+pub type Manager = AsyncDieselConnectionManager<AsyncPgConnection>;
+pub type PgPool = bb8::Pool<Manager>;
+
+/// Idle connections above `pool_size` are closed after this long.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// Cheap-to-clone handle on the database, shared by every component that needs a connection.
+#[derive(Clone)]
+pub struct Database {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: DatabaseConfig,
+    connector: Connector,
+    pool: RwLock<Option<PgPool>>,
+    counters: Arc<Counters>,
+}
+
+#[derive(Default)]
+struct Counters {
+    checkouts: AtomicU64,
+    returns: AtomicU64,
+    timeouts: AtomicU64,
+    connect_errors: AtomicU64,
+    next_id: AtomicU64,
+    held: Mutex<HashMap<u64, Held>>,
+}
+
+struct Held {
+    label: &'static str,
+    since: Instant,
+    warned: bool,
+}
+
+impl std::fmt::Debug for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Database")
+            .field("connector", &self.inner.connector)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Logs connection errors raised while the pool opens connections in the background.
+#[derive(Debug, Clone)]
+struct LogSink(Arc<Counters>);
+
+impl ErrorSink<PoolError> for LogSink {
+    fn sink(&self, error: PoolError) {
+        self.0.connect_errors.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(error = %error, "database pool could not open a connection");
+    }
+
+    fn boxed_clone(&self) -> Box<dyn ErrorSink<PoolError>> {
+        Box::new(self.clone())
+    }
+}
+
+impl std::fmt::Debug for Counters {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Counters")
+    }
+}
+
+impl Database {
+    pub fn new(config: DatabaseConfig) -> Result<Self, DbError> {
+        let connector = Connector::new(&config)?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                config,
+                connector,
+                pool: RwLock::new(None),
+                counters: Arc::default(),
+            }),
+        })
+    }
+
+    pub fn config(&self) -> &DatabaseConfig {
+        &self.inner.config
+    }
+
+    pub fn connector(&self) -> &Connector {
+        &self.inner.connector
+    }
+
+    /// Builds a fresh pool and swaps it in. Opens no connection itself (the database may be
+    /// down): connections are made on demand and by bb8's replenishment.
+    pub fn rebuild_pool(&self) {
+        let cfg = &self.inner.config;
+        let connector = self.inner.connector.clone();
+        let mut manager_config = ManagerConfig::<AsyncPgConnection>::default();
+        manager_config.custom_setup = Box::new(move |_url| {
+            let connector = connector.clone();
+            Box::pin(async move { connector.connect().await })
+        });
+        // The URL argument is unused: custom_setup connects with the prepared config.
+        let manager = Manager::new_with_config(String::new(), manager_config);
+        let pool = bb8::Pool::builder()
+            .max_size(cfg.pool_size + cfg.max_overflow)
+            .min_idle(Some(cfg.pool_size))
+            .connection_timeout(cfg.pool_timeout)
+            .max_lifetime(Some(cfg.pool_recycle))
+            .idle_timeout(Some(IDLE_TIMEOUT))
+            // Verified recycling: `SELECT 1` on every checkout (the seed's pool_pre_ping).
+            .test_on_check_out(true)
+            // Fail a checkout at once with the real reason when the server refuses connections,
+            // rather than retrying silently until pool_timeout.
+            .retry_connection(false)
+            .error_sink(Box::new(LogSink(self.inner.counters.clone())))
+            .build_unchecked(manager);
+        *self.inner.pool.write() = Some(pool);
+    }
+
+    fn pool(&self) -> Result<PgPool, DbError> {
+        self.inner
+            .pool
+            .read()
+            .clone()
+            .ok_or_else(|| DbError::Unavailable("the database pool is not started".into()))
+    }
+
+    /// Takes a connection from the pool for one unit of work, waiting at most `pool_timeout`.
+    ///
+    /// `label` names the work in leak warnings.
+    pub async fn checkout(&self, label: &'static str) -> Result<Checkout, DbError> {
+        let pool = self.pool()?;
+        let wait = self.inner.config.pool_timeout;
+        // bb8 enforces connection_timeout itself; the outer deadline guards against a connect
+        // that ignores it.
+        let got = tokio::time::timeout(wait + Duration::from_secs(1), pool.get_owned()).await;
+        let conn = match got {
+            Ok(Ok(conn)) => conn,
+            Ok(Err(RunError::TimedOut)) | Err(_) => {
+                self.inner.counters.timeouts.fetch_add(1, Ordering::Relaxed);
+                return Err(DbError::PoolTimeout(wait));
+            }
+            Ok(Err(RunError::User(e))) => {
+                return Err(match e {
+                    PoolError::ConnectionError(c) => DbError::Unavailable(c.to_string()),
+                    PoolError::QueryError(q) => {
+                        DbError::Unavailable(format!("connection failed its check-out test: {q}"))
+                    }
+                });
+            }
+        };
+        let counters = &self.inner.counters;
+        counters.checkouts.fetch_add(1, Ordering::Relaxed);
+        let id = counters.next_id.fetch_add(1, Ordering::Relaxed);
+        counters.held.lock().insert(
+            id,
+            Held {
+                label,
+                since: Instant::now(),
+                warned: false,
+            },
+        );
+        Ok(Checkout {
+            conn,
+            id,
+            counters: counters.clone(),
+        })
+    }
+
+    /// Runs `work` in one transaction on a fresh checkout, within `deadline`.
+    ///
+    /// Commits when `work` returns `Ok`, rolls back on `Err`. On the deadline the future is
+    /// dropped: the server is asked to cancel the running statement, the connection (still inside
+    /// its transaction) is discarded by the pool instead of being reused, and the server rolls
+    /// the transaction back when the session ends. Nothing of it becomes visible.
+    pub async fn transaction<'a, R, E, F>(
+        &self,
+        label: &'static str,
+        deadline: Duration,
+        work: F,
+    ) -> Result<R, E>
+    where
+        F: for<'r> FnOnce(&'r mut AsyncPgConnection) -> BoxFuture<'r, Result<R, E>> + Send + 'a,
+        E: From<diesel::result::Error> + From<DbError> + Send + 'a,
+        R: Send + 'a,
+    {
+        let started = Instant::now();
+        let mut checkout = tokio::time::timeout(deadline, self.checkout(label))
+            .await
+            .map_err(|_| DbError::Deadline { label, deadline })??;
+        let remaining = deadline.saturating_sub(started.elapsed());
+        let cancel = checkout.cancel_token();
+        let outcome = tokio::time::timeout(
+            remaining,
+            checkout.transaction(async move |conn| work(conn).await),
+        )
+        .await;
+        match outcome {
+            Ok(result) => result,
+            Err(_) => {
+                // Dropping `checkout` with its transaction open makes the pool discard it
+                // (diesel-async reports the connection broken). Cancel on the server too, so the
+                // statement stops now rather than at statement_timeout.
+                drop(checkout);
+                tokio::spawn(async move {
+                    let _ = tokio::time::timeout(
+                        Duration::from_secs(5),
+                        cancel.cancel_query(tokio_postgres::NoTls),
+                    )
+                    .await;
+                });
+                tracing::warn!(
+                    work = label,
+                    ?deadline,
+                    "database work exceeded its deadline; rolled back"
+                );
+                Err(DbError::Deadline { label, deadline }.into())
+            }
+        }
+    }
+
+    /// `SELECT 1` on a pooled connection within `deadline`: the reachability probe.
+    pub async fn check_database_connection(&self, deadline: Duration) -> Result<Duration, DbError> {
+        use diesel_async::RunQueryDsl;
+        let started = Instant::now();
+        let probe = async {
+            let mut conn = self.checkout("health-ping").await?;
+            diesel::sql_query("SELECT 1").execute(&mut *conn).await?;
+            Ok::<_, DbError>(())
+        };
+        match tokio::time::timeout(deadline, probe).await {
+            Ok(Ok(())) => Ok(started.elapsed()),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(DbError::Unavailable(format!(
+                "no answer to a ping within {deadline:?}"
+            ))),
+        }
+    }
+
+    /// Current pool counters, and a warning for each connection newly held past the leak threshold.
+    pub fn stats(&self) -> PoolStats {
+        let counters = &self.inner.counters;
+        let threshold = self.inner.config.leak_threshold;
+        let mut leaked_now = 0;
+        for held in counters.held.lock().values_mut() {
+            let age = held.since.elapsed();
+            if age > threshold {
+                leaked_now += 1;
+                if !held.warned {
+                    held.warned = true;
+                    tracing::warn!(
+                        work = held.label,
+                        held_for = ?age,
+                        leak_threshold = ?threshold,
+                        "a database connection has been held longer than the leak threshold"
+                    );
+                }
+            }
+        }
+        let mut stats = PoolStats {
+            checkouts: counters.checkouts.load(Ordering::Relaxed),
+            returns: counters.returns.load(Ordering::Relaxed),
+            checkout_timeouts: counters.timeouts.load(Ordering::Relaxed),
+            leaked_now,
+            max_size: self.inner.config.pool_size + self.inner.config.max_overflow,
+            ..PoolStats::default()
+        };
+        if let Some(pool) = self.inner.pool.read().as_ref() {
+            let state = pool.state();
+            stats.size = state.connections;
+            stats.idle = state.idle_connections;
+            stats.in_use = state.connections.saturating_sub(state.idle_connections);
+            stats.waiting = state.statistics.pending_gets();
+            stats.broken_closed = state.statistics.connections_closed_broken
+                + state.statistics.connections_closed_invalid;
+        }
+        stats
+    }
+}
+
+/// A pooled connection lent for one unit of work; returned to the pool on drop.
+pub struct Checkout {
+    conn: PooledConnection<'static, Manager>,
+    id: u64,
+    counters: Arc<Counters>,
+}
+
+impl Checkout {
+    pub fn cancel_token(&self) -> tokio_postgres::CancelToken {
+        self.conn.cancel_token()
+    }
+}
+
+impl Deref for Checkout {
+    type Target = AsyncPgConnection;
+    fn deref(&self) -> &AsyncPgConnection {
+        &self.conn
+    }
+}
+
+impl DerefMut for Checkout {
+    fn deref_mut(&mut self) -> &mut AsyncPgConnection {
+        &mut self.conn
+    }
+}
+
+impl Drop for Checkout {
+    fn drop(&mut self) {
+        self.counters.returns.fetch_add(1, Ordering::Relaxed);
+        self.counters.held.lock().remove(&self.id);
+    }
+}
+
+impl Database {
+    /// Drops the pool: idle connections close now, lent ones when they are returned.
+    pub fn close(&self) {
+        self.inner.pool.write().take();
+    }
+}
