@@ -11,6 +11,7 @@ pub mod health;
 pub mod http;
 pub mod supervisor;
 pub mod telemetry;
+pub mod testkit;
 
 /// Process exit codes (sysexits.h), documented in the README.
 pub mod exit {
