@@ -40,20 +40,32 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let config = match Config::load(&cli.config) {
-        Ok(c) => c,
+    let (config, warnings) = match Config::load_with_warnings(&cli.config) {
+        Ok(loaded) => (loaded.config, loaded.warnings),
         Err(e) => {
-            eprintln!("temu-sync: invalid configuration: {e}");
+            eprintln!("temu-sync: invalid configuration:\n{e}");
+            eprintln!(
+                "(exit {}: fix the keys named above; `temu-sync check-config` re-checks)",
+                exit::CONFIG
+            );
             return ExitCode::from(exit::CONFIG as u8);
         }
     };
     let command = cli.command.unwrap_or(Command::Run);
     if let Command::CheckConfig = command {
-        return check_config(&config);
+        for warning in &warnings {
+            eprintln!("warning: {warning}");
+        }
+        print!("{}", config.masked_yaml());
+        eprintln!("configuration OK: {}", cli.config.display());
+        return ExitCode::from(exit::OK as u8);
     }
     if let Err(e) = temu_sync::telemetry::init(&config.log) {
         eprintln!("temu-sync: {e}");
         return ExitCode::from(exit::CONFIG as u8);
+    }
+    for warning in &warnings {
+        tracing::warn!("{warning}");
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -91,18 +103,4 @@ fn main() -> ExitCode {
     // Don't wait for stray blocking tasks (e.g. a migration stuck on a dead socket) at exit.
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     ExitCode::from(code as u8)
-}
-
-fn check_config(config: &Config) -> ExitCode {
-    match serde_json::to_string_pretty(config) {
-        Ok(text) => {
-            println!("{text}");
-            println!("configuration OK");
-            ExitCode::from(exit::OK as u8)
-        }
-        Err(e) => {
-            eprintln!("temu-sync: cannot print the configuration: {e}");
-            ExitCode::from(exit::SOFTWARE as u8)
-        }
-    }
 }

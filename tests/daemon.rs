@@ -19,6 +19,7 @@ struct Daemon {
     child: Child,
     addr: SocketAddr,
     _config: tempfile::NamedTempFile,
+    log: tempfile::NamedTempFile,
 }
 
 impl Daemon {
@@ -29,28 +30,37 @@ impl Daemon {
             config,
             "log: {{ format: json, level: info }}\n\
              http: {{ listen: \"127.0.0.1:{port}\" }}\n\
-             database:\n  url: \"{database_url}\"\n  connect_timeout: 1s\n  ping_interval: 300ms\n  \
-             ping_timeout: 500ms\n  retry_min: 100ms\n  retry_max: 1s\n\
+             database:\n  url: \"{database_url}\"\n  connect_timeout: 1s\n  ping_interval: 500ms\n  \
+             ping_timeout: 400ms\n  retry_min: 100ms\n  retry_max: 1s\n\
              supervisor: {{ shutdown_timeout: 5s }}\n{extra_yaml}"
         )
         .expect("write config");
+        let log = tempfile::NamedTempFile::new().expect("temp log");
         let child = Command::new(BIN)
             .arg("--config")
             .arg(config.path())
             .arg("run")
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(log.reopen().expect("log file"))
             .spawn()
             .expect("daemon starts");
         Self {
             child,
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
             _config: config,
+            log,
         }
     }
 
     fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
+    }
+
+    /// The daemon's log so far (JSON lines), for failure messages.
+    fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(self.log.path()).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(30)..].join("\n")
     }
 
     fn still_running(&mut self) -> bool {
@@ -108,7 +118,10 @@ async fn health_until(
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    eprintln!("last /health seen: {last:?}");
+    eprintln!(
+        "last /health seen: {last:?}\ndaemon log:\n{}",
+        daemon.log_tail()
+    );
     None
 }
 
@@ -148,7 +161,10 @@ async fn database_down_at_boot_then_back_without_a_restart() {
     })
     .await;
     assert!(up.is_some(), "/health passes once the database is back");
-    assert!(daemon.still_running(), "recovered without a process restart");
+    assert!(
+        daemon.still_running(),
+        "recovered without a process restart"
+    );
     let ready = client().get(daemon.url("/readyz")).send().await.unwrap();
     assert_eq!(ready.status().as_u16(), 200);
 
@@ -163,9 +179,10 @@ async fn health_answers_fast_while_the_database_is_blackholed() {
         .unwrap();
     let mut daemon = Daemon::start(&test_db.url_via(Some(proxy.addr())), "");
     assert!(
-        health_until(&daemon, Duration::from_secs(40), |s, b| s == 200 && b["status"] == "pass")
-            .await
-            .is_some(),
+        health_until(&daemon, Duration::from_secs(40), |s, b| s == 200
+            && b["status"] == "pass")
+        .await
+        .is_some(),
         "daemon becomes healthy"
     );
 
@@ -174,14 +191,21 @@ async fn health_answers_fast_while_the_database_is_blackholed() {
         status == 503 && postgres_output(body).contains("unreachable")
     })
     .await;
-    assert!(failed.is_some(), "a hanging database is reported as failing");
+    assert!(
+        failed.is_some(),
+        "a hanging database is reported as failing"
+    );
 
     // Every probe answers promptly although each database ping hangs until its deadline.
     let http = client();
     let mut latencies = Vec::new();
     for _ in 0..50 {
         let started = Instant::now();
-        let resp = http.get(daemon.url("/health")).send().await.expect("answers");
+        let resp = http
+            .get(daemon.url("/health"))
+            .send()
+            .await
+            .expect("answers");
         assert_eq!(resp.status().as_u16(), 503);
         let _ = resp.bytes().await;
         latencies.push(started.elapsed());
@@ -191,13 +215,17 @@ async fn health_answers_fast_while_the_database_is_blackholed() {
     let max = latencies[latencies.len() - 1];
     println!("/health with the database blackholed: p50 {p50:?}, max {max:?} over 50 requests");
     // Generous bound for a loaded 2-core machine: far below the 500 ms ping deadline.
-    assert!(max < Duration::from_millis(400), "slow /health: max {max:?}");
+    assert!(
+        max < Duration::from_millis(400),
+        "slow /health: max {max:?}"
+    );
 
     proxy.set_mode(FaultMode::Pass);
     assert!(
-        health_until(&daemon, Duration::from_secs(40), |s, b| s == 200 && b["status"] == "pass")
-            .await
-            .is_some(),
+        health_until(&daemon, Duration::from_secs(40), |s, b| s == 200
+            && b["status"] == "pass")
+        .await
+        .is_some(),
         "recovers when the database answers again"
     );
     assert!(daemon.still_running());

@@ -29,7 +29,9 @@ async fn pool_for(test_db: &TestDatabase, tweak: impl FnOnce(&mut DatabaseConfig
     let mut cfg = config(test_db.url());
     tweak(&mut cfg);
     let db = Database::new(cfg).expect("valid config");
-    migrate::run_pending(db.connector()).await.expect("migrations apply");
+    migrate::run_pending(db.connector())
+        .await
+        .expect("migrations apply");
     db.rebuild_pool();
     db
 }
@@ -85,8 +87,14 @@ async fn pool_exhaustion_returns_pool_timeout_after_pool_timeout() {
         "expected a pool timeout, got {:?}",
         third.err()
     );
-    assert!(waited >= Duration::from_millis(400), "gave up early: {waited:?}");
-    assert!(waited < Duration::from_secs(10), "waited far too long: {waited:?}");
+    assert!(
+        waited >= Duration::from_millis(400),
+        "gave up early: {waited:?}"
+    );
+    assert!(
+        waited < Duration::from_secs(10),
+        "waited far too long: {waited:?}"
+    );
     let stats = db.stats();
     assert_eq!(stats.checkout_timeouts, 1);
     assert_eq!(stats.max_size, 2);
@@ -105,12 +113,17 @@ async fn pool_exhaustion_returns_pool_timeout_after_pool_timeout() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn statement_timeout_cancels_pg_sleep() {
     let test_db = TestDatabase::create("stmt_timeout").await.unwrap();
-    let db = pool_for(&test_db, |c| c.statement_timeout = Duration::from_millis(300)).await;
+    let db = pool_for(&test_db, |c| {
+        c.statement_timeout = Duration::from_millis(300)
+    })
+    .await;
     let started = Instant::now();
     let result = db
         .transaction::<_, DbError, _>("sleepy", Duration::from_secs(20), |conn| {
             Box::pin(async move {
-                diesel::sql_query("SELECT pg_sleep(10)").execute(conn).await?;
+                diesel::sql_query("SELECT pg_sleep(10)")
+                    .execute(conn)
+                    .await?;
                 Ok(())
             })
         })
@@ -120,7 +133,10 @@ async fn statement_timeout_cancels_pg_sleep() {
         matches!(result, Err(DbError::StatementTimeout(_))),
         "expected the server to cancel the statement, got {result:?}"
     );
-    assert!(took < Duration::from_secs(8), "pg_sleep was not cancelled: {took:?}");
+    assert!(
+        took < Duration::from_secs(8),
+        "pg_sleep was not cancelled: {took:?}"
+    );
     // The pool is still usable afterwards.
     assert_eq!(count(&db, "SELECT 1::bigint AS n").await, 1);
 }
@@ -131,8 +147,12 @@ async fn transaction_commits_on_ok_and_rolls_back_on_err() {
     let db = pool_for(&test_db, |_| {}).await;
     db.transaction::<_, DbError, _>("create", Duration::from_secs(10), |conn| {
         Box::pin(async move {
-            diesel::sql_query("CREATE TABLE t (x int)").execute(conn).await?;
-            diesel::sql_query("INSERT INTO t VALUES (1)").execute(conn).await?;
+            diesel::sql_query("CREATE TABLE t (x int)")
+                .execute(conn)
+                .await?;
+            diesel::sql_query("INSERT INTO t VALUES (1)")
+                .execute(conn)
+                .await?;
             Ok(())
         })
     })
@@ -141,14 +161,19 @@ async fn transaction_commits_on_ok_and_rolls_back_on_err() {
     let failed = db
         .transaction::<(), DbError, _>("fails", Duration::from_secs(10), |conn| {
             Box::pin(async move {
-                diesel::sql_query("INSERT INTO t VALUES (2)").execute(conn).await?;
+                diesel::sql_query("INSERT INTO t VALUES (2)")
+                    .execute(conn)
+                    .await?;
                 Err(DbError::Query(diesel::result::Error::RollbackTransaction))
             })
         })
         .await;
     assert!(failed.is_err());
     assert_eq!(count(&db, "SELECT count(*) AS n FROM t").await, 1);
-    assert_eq!(count(&db, "SELECT count(*) AS n FROM t WHERE x = 2").await, 0);
+    assert_eq!(
+        count(&db, "SELECT count(*) AS n FROM t WHERE x = 2").await,
+        0
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -162,7 +187,9 @@ async fn cancelled_transaction_leaves_nothing_visible_and_pool_healthy() {
     .await;
     db.transaction::<_, DbError, _>("create", Duration::from_secs(10), |conn| {
         Box::pin(async move {
-            diesel::sql_query("CREATE TABLE t (x int)").execute(conn).await?;
+            diesel::sql_query("CREATE TABLE t (x int)")
+                .execute(conn)
+                .await?;
             Ok(())
         })
     })
@@ -173,14 +200,24 @@ async fn cancelled_transaction_leaves_nothing_visible_and_pool_healthy() {
     let result = db
         .transaction::<_, DbError, _>("slow-insert", Duration::from_millis(500), |conn| {
             Box::pin(async move {
-                diesel::sql_query("INSERT INTO t VALUES (42)").execute(conn).await?;
-                diesel::sql_query("SELECT pg_sleep(20)").execute(conn).await?;
+                diesel::sql_query("INSERT INTO t VALUES (42)")
+                    .execute(conn)
+                    .await?;
+                diesel::sql_query("SELECT pg_sleep(20)")
+                    .execute(conn)
+                    .await?;
                 Ok(())
             })
         })
         .await;
     assert!(
-        matches!(result, Err(DbError::Deadline { label: "slow-insert", .. })),
+        matches!(
+            result,
+            Err(DbError::Deadline {
+                label: "slow-insert",
+                ..
+            })
+        ),
         "got {result:?}"
     );
     assert!(started.elapsed() < Duration::from_secs(5));
@@ -190,14 +227,19 @@ async fn cancelled_transaction_leaves_nothing_visible_and_pool_healthy() {
     assert_eq!(count(&db, "SELECT count(*) AS n FROM t").await, 0);
     db.transaction::<_, DbError, _>("after", Duration::from_secs(10), |conn| {
         Box::pin(async move {
-            diesel::sql_query("INSERT INTO t VALUES (7)").execute(conn).await?;
+            diesel::sql_query("INSERT INTO t VALUES (7)")
+                .execute(conn)
+                .await?;
             Ok(())
         })
     })
     .await
     .expect("pool healthy after a cancelled transaction");
     assert_eq!(count(&db, "SELECT count(*) AS n FROM t").await, 1);
-    assert!(db.stats().broken_closed >= 1, "the interrupted connection is closed");
+    assert!(
+        db.stats().broken_closed >= 1,
+        "the interrupted connection is closed"
+    );
 
     // The server ends the abandoned session: nothing stays idle in transaction or sleeping.
     let name = test_db.name().to_string();
@@ -218,7 +260,10 @@ async fn cancelled_transaction_leaves_nothing_visible_and_pool_healthy() {
         }
     })
     .await;
-    assert!(cleaned, "the cancelled statement or its transaction is still on the server");
+    assert!(
+        cleaned,
+        "the cancelled statement or its transaction is still on the server"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -239,10 +284,16 @@ async fn missing_database_is_created_once() {
     let test_db = TestDatabase::reserve("create").unwrap();
     let db = Database::new(config(test_db.url())).unwrap();
     assert!(db.connector().ensure_database().await.unwrap(), "created");
-    assert!(!db.connector().ensure_database().await.unwrap(), "already there");
+    assert!(
+        !db.connector().ensure_database().await.unwrap(),
+        "already there"
+    );
     let applied = migrate::run_pending(db.connector()).await.unwrap();
     assert!(!applied.is_empty());
-    assert!(migrate::run_pending(db.connector()).await.unwrap().is_empty());
+    assert!(migrate::run_pending(db.connector())
+        .await
+        .unwrap()
+        .is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -259,9 +310,15 @@ async fn ping_fails_fast_when_refused_and_within_deadline_when_blackholed() {
 
     proxy.set_mode(FaultMode::Blackhole);
     let started = Instant::now();
-    let r = db.check_database_connection(Duration::from_millis(800)).await;
+    let r = db
+        .check_database_connection(Duration::from_millis(800))
+        .await;
     assert!(r.is_err(), "a blackholed database must not pass a ping");
-    assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
 
     proxy.set_mode(FaultMode::Refuse);
     let r = db.check_database_connection(Duration::from_secs(5)).await;
@@ -270,7 +327,11 @@ async fn ping_fails_fast_when_refused_and_within_deadline_when_blackholed() {
     proxy.set_mode(FaultMode::Pass);
     let recovered = eventually(Duration::from_secs(15), || {
         let db = db.clone();
-        async move { db.check_database_connection(Duration::from_secs(2)).await.is_ok() }
+        async move {
+            db.check_database_connection(Duration::from_secs(2))
+                .await
+                .is_ok()
+        }
     })
     .await;
     assert!(recovered, "the pool reconnects once the database is back");
@@ -310,7 +371,10 @@ async fn db_actor_reports_down_at_boot_then_recovers_by_itself() {
     // It created the database and registered itself.
     let db_direct = Database::new(config(test_db.url())).unwrap();
     db_direct.rebuild_pool();
-    assert_eq!(count(&db_direct, "SELECT count(*) AS n FROM daemon_instances").await, 1);
+    assert_eq!(
+        count(&db_direct, "SELECT count(*) AS n FROM daemon_instances").await,
+        1
+    );
 
     actor.stop(None);
     let _ = tokio::time::timeout(Duration::from_secs(5), join).await;

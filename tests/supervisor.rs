@@ -142,7 +142,7 @@ async fn start_tree(test: &str, names: &[&str], config: SupervisorConfig) -> Tre
 }
 
 fn send(name: &str, msg: WorkerMsg) {
-    let actor = ActorRef::<WorkerMsg>::where_is(name.to_string()).expect("child is registered");
+    let actor = ActorRef::<WorkerMsg>::where_is(name).expect("child is registered");
     actor.send_message(msg).expect("child accepts messages");
 }
 
@@ -166,7 +166,11 @@ async fn panicking_child_is_restarted_after_backoff_and_counted() {
     let panicked_at = Instant::now();
     send(&name, WorkerMsg::Panic);
     assert!(
-        wait_until(Duration::from_secs(10), || probe.starts.load(Ordering::SeqCst) == 2).await,
+        wait_until(Duration::from_secs(10), || probe
+            .starts
+            .load(Ordering::SeqCst)
+            == 2)
+        .await,
         "child was not restarted"
     );
     let restarted_after = probe
@@ -179,14 +183,21 @@ async fn panicking_child_is_restarted_after_backoff_and_counted() {
         restarted_after >= Duration::from_millis(30),
         "restarted without backoff: {restarted_after:?}"
     );
-    assert!(wait_until(Duration::from_secs(5), || {
-        tree.health.child(&name).is_some_and(|c| c.state == ChildState::Running)
-    })
-    .await);
+    assert!(
+        wait_until(Duration::from_secs(5), || {
+            tree.health
+                .child(&name)
+                .is_some_and(|c| c.state == ChildState::Running)
+        })
+        .await
+    );
     let record = tree.health.child(&name).expect("child in health");
     assert_eq!(record.restarts, 1);
     let last_error = record.last_error.unwrap_or_default();
-    assert!(last_error.contains("worker exploded on purpose"), "{last_error}");
+    assert!(
+        last_error.contains("worker exploded on purpose"),
+        "{last_error}"
+    );
     // The sibling was not touched, and the restarted child answers under the same name.
     assert_eq!(tree.probes[1].1.starts.load(Ordering::SeqCst), 1);
     assert!(ActorRef::<WorkerMsg>::where_is(name.clone()).is_some());
@@ -199,7 +210,11 @@ async fn hung_child_is_killed_and_restarted() {
     let (name, probe) = tree.probes[0].clone();
     send(&name, WorkerMsg::Hang);
     assert!(
-        wait_until(Duration::from_secs(10), || probe.starts.load(Ordering::SeqCst) == 2).await,
+        wait_until(Duration::from_secs(10), || probe
+            .starts
+            .load(Ordering::SeqCst)
+            == 2)
+        .await,
         "hung child was not replaced"
     );
     let record = tree.health.child(&name).expect("child in health");
@@ -261,7 +276,10 @@ async fn shutdown_stops_children_in_reverse_start_order() {
             "shutdown-a".to_string()
         ]
     );
-    assert!(!liveness(Duration::from_millis(200)).await, "stopped supervisor is not alive");
+    assert!(
+        !liveness(Duration::from_millis(200)).await,
+        "stopped supervisor is not alive"
+    );
     for child in health.children().values() {
         assert_eq!(child.state, ChildState::Stopped);
     }

@@ -15,14 +15,31 @@ use super::secret::Secret;
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
+    #[serde(deserialize_with = "null_as_default")]
     pub http: HttpConfig,
+    #[serde(deserialize_with = "null_as_default")]
     pub database: DatabaseConfig,
+    #[serde(deserialize_with = "null_as_default")]
     pub temu: TemuConfig,
+    #[serde(deserialize_with = "null_as_default")]
     pub apps: Vec<AppConfig>,
+    #[serde(deserialize_with = "null_as_default")]
     pub shops: Vec<ShopConfig>,
+    #[serde(deserialize_with = "null_as_default")]
     pub sync: SyncConfig,
+    #[serde(deserialize_with = "null_as_default")]
     pub supervisor: SupervisorConfig,
+    #[serde(deserialize_with = "null_as_default")]
     pub log: LogConfig,
+}
+
+/// A section written with no value (`database:` with every key commented out) means its defaults.
+fn null_as_default<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de> + Default,
+{
+    Ok(Option::<T>::deserialize(deserializer)?.unwrap_or_default())
 }
 
 /// The health / control endpoint (read by `http`).
@@ -32,16 +49,16 @@ pub struct HttpConfig {
     /// Address to listen on. Loopback by default: put a reverse proxy in front to expose it.
     pub listen: SocketAddr,
     /// Deadline for one request, end to end (seed: 300 s).
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "super::duration")]
     pub request_timeout: Duration,
     /// Deadline for a client to send its request headers (slowloris guard).
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "super::duration")]
     pub header_read_timeout: Duration,
     /// Open connections at most; further connections wait in the kernel backlog.
     pub max_connections: usize,
     /// Requests per second per client IP on every route except the health probes.
     pub rate_limit_per_second: u32,
-    /// Burst above the per-second rate a client may spend at once.
+    /// Requests a client may make at once before the per-second rate applies (bucket size).
     pub rate_limit_burst: u32,
     /// Bearer token for the control routes (`POST /sync/...`). Unset: control routes answer 403.
     pub admin_token: Option<Secret>,
@@ -74,42 +91,42 @@ pub struct DatabaseConfig {
     /// Extra connections opened under load (seed: 20); max size = pool_size + max_overflow.
     pub max_overflow: u32,
     /// Longest wait for a free connection before a checkout fails (seed: 30 s).
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "super::duration")]
     pub pool_timeout: Duration,
     /// A connection older than this is closed and replaced (seed: 1 h).
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "super::duration")]
     pub pool_recycle: Duration,
     /// Deadline for opening one connection (seed: 10 s).
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "super::duration")]
     pub connect_timeout: Duration,
     /// Server-side limit on one statement (seed: 30 s).
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "super::duration")]
     pub statement_timeout: Duration,
     /// Server-side limit on waiting for a lock.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "super::duration")]
     pub lock_timeout: Duration,
     /// The server ends a session left idle inside a transaction this long.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "super::duration")]
     pub idle_in_transaction_timeout: Duration,
     /// TCP keepalive idle time on database sockets (detects a vanished server).
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "super::duration")]
     pub keepalive_idle: Duration,
     /// How often the pool actor pings the database.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "super::duration")]
     pub ping_interval: Duration,
     /// Deadline for one ping (checkout + `SELECT 1`).
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "super::duration")]
     pub ping_timeout: Duration,
     /// Warn when a connection is held longer than this (leak detection).
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "super::duration")]
     pub leak_threshold: Duration,
     /// Create the database at start when it does not exist (needs CREATEDB).
     pub create_database: bool,
     /// First retry delay after the database was found unreachable.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "super::duration")]
     pub retry_min: Duration,
     /// Longest retry delay while the database stays unreachable.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "super::duration")]
     pub retry_max: Duration,
 }
 
@@ -142,19 +159,19 @@ impl Default for DatabaseConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct TemuConfig {
     /// Whole-request deadline for one attempt (seed: 30 s).
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "super::duration")]
     pub timeout: Duration,
     /// TCP/TLS connect deadline (seed: 10 s).
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "super::duration")]
     pub connect_timeout: Duration,
     /// Longest gap between two reads of a response (seed: 30 s).
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "super::duration")]
     pub read_timeout: Duration,
     /// Deadline for sending the request body (seed: 10 s).
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "super::duration")]
     pub write_timeout: Duration,
     /// Longest wait for a free connection slot (seed: 5 s).
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "super::duration")]
     pub pool_timeout: Duration,
     /// Requests in flight at most (seed: 100).
     pub max_connections: usize,
@@ -163,7 +180,7 @@ pub struct TemuConfig {
     /// Retries of one call after a retryable error.
     pub max_retries: u32,
     /// Deadline for one call including its retries.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "super::duration")]
     pub call_deadline: Duration,
     /// `http://`, `https://` or `socks5://` proxy for every Temu call.
     pub proxy: Option<ProxyConfig>,
@@ -268,20 +285,21 @@ fn all_streams() -> Vec<Stream> {
 #[serde(deny_unknown_fields, default)]
 pub struct SyncConfig {
     /// A run longer than this is cancelled cleanly (seed: 1 h).
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "super::duration")]
     pub task_timeout: Duration,
     /// Records per upsert statement (seed: 100).
     pub batch_size: usize,
     /// Retries of a failed run before waiting for the next interval (seed: 3).
     pub max_retries: u32,
     /// How far each window reaches back before the cursor (overlap against late updates).
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "super::duration")]
     pub lookback: Duration,
     /// What the first run of a stream backfills.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "super::duration")]
     pub initial_window: Duration,
     /// Runs in progress at once across all shops (the seed's "sync task rate limiting").
     pub max_concurrent_runs: usize,
+    #[serde(deserialize_with = "null_as_default")]
     pub intervals: SyncIntervals,
 }
 
@@ -303,11 +321,11 @@ impl Default for SyncConfig {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SyncIntervals {
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "super::duration")]
     pub orders: Duration,
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "super::duration")]
     pub products: Duration,
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "super::duration")]
     pub aftersales: Duration,
 }
 
@@ -327,26 +345,26 @@ impl Default for SyncIntervals {
 pub struct SupervisorConfig {
     /// More restarts than this within `restart_window` stops the daemon (exit 69).
     pub max_restarts: u32,
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "super::duration")]
     pub restart_window: Duration,
     /// First restart delay; doubles per consecutive failure of the same child, with jitter.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "super::duration")]
     pub backoff_min: Duration,
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "super::duration")]
     pub backoff_max: Duration,
     /// How often every child is pinged.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "super::duration")]
     pub ping_interval: Duration,
     /// Deadline for one ping answer.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "super::duration")]
     pub ping_timeout: Duration,
     /// A child that misses this many pings in a row is killed and restarted.
     pub max_missed_pings: u32,
     /// Default deadline for calls between actors.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "super::duration")]
     pub call_timeout: Duration,
     /// Longest an orderly shutdown may take before the process exits anyway.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "super::duration")]
     pub shutdown_timeout: Duration,
 }
 

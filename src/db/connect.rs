@@ -42,12 +42,9 @@ fn millis(d: Duration) -> u128 {
 
 impl Connector {
     pub fn new(cfg: &DatabaseConfig) -> Result<Self, DbError> {
-        let mut pg: tokio_postgres::Config = cfg.url.parse().map_err(|e| {
-            DbError::Config(format!("database.url is not a valid PostgreSQL URL: {e}"))
-        })?;
-        if let Some(password) = &cfg.password {
-            pg.password(password.expose());
-        }
+        let mut pg = cfg
+            .pg_config()
+            .map_err(|e| DbError::Config(e.to_string()))?;
         pg.connect_timeout(cfg.connect_timeout)
             .keepalives(true)
             .keepalives_idle(cfg.keepalive_idle)

@@ -47,6 +47,8 @@ struct Counters {
     checkouts: AtomicU64,
     returns: AtomicU64,
     timeouts: AtomicU64,
+    /// Callers inside `checkout` right now (bb8's own pending count drifts on failed gets).
+    waiting: AtomicU64,
     connect_errors: AtomicU64,
     next_id: AtomicU64,
     held: Mutex<HashMap<u64, Held>>,
@@ -152,7 +154,10 @@ impl Database {
         let wait = self.inner.config.pool_timeout;
         // bb8 enforces connection_timeout itself; the outer deadline guards against a connect
         // that ignores it.
-        let got = tokio::time::timeout(wait + Duration::from_secs(1), pool.get_owned()).await;
+        let got = {
+            let _waiting = WaitingGuard::enter(&self.inner.counters.waiting);
+            tokio::time::timeout(wait + Duration::from_secs(1), pool.get_owned()).await
+        };
         let conn = match got {
             Ok(Ok(conn)) => conn,
             Ok(Err(RunError::TimedOut)) | Err(_) => {
@@ -280,6 +285,7 @@ impl Database {
             checkouts: counters.checkouts.load(Ordering::Relaxed),
             returns: counters.returns.load(Ordering::Relaxed),
             checkout_timeouts: counters.timeouts.load(Ordering::Relaxed),
+            waiting: counters.waiting.load(Ordering::Relaxed),
             leaked_now,
             max_size: self.inner.config.pool_size + self.inner.config.max_overflow,
             ..PoolStats::default()
@@ -289,7 +295,6 @@ impl Database {
             stats.size = state.connections;
             stats.idle = state.idle_connections;
             stats.in_use = state.connections.saturating_sub(state.idle_connections);
-            stats.waiting = state.statistics.pending_gets();
             stats.broken_closed = state.statistics.connections_closed_broken
                 + state.statistics.connections_closed_invalid;
         }
@@ -334,5 +339,22 @@ impl Database {
     /// Drops the pool: idle connections close now, lent ones when they are returned.
     pub fn close(&self) {
         self.inner.pool.write().take();
+    }
+}
+
+/// Counts a caller as waiting for a connection for as long as it is alive (also when the
+/// checkout future is dropped midway).
+struct WaitingGuard<'a>(&'a AtomicU64);
+
+impl<'a> WaitingGuard<'a> {
+    fn enter(counter: &'a AtomicU64) -> Self {
+        counter.fetch_add(1, Ordering::Relaxed);
+        Self(counter)
+    }
+}
+
+impl Drop for WaitingGuard<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }

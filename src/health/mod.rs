@@ -288,10 +288,15 @@ impl Health {
     }
 }
 
+/// Every connection is lent out and callers queue for one: work is slowing down.
+fn pool_saturated(pool: &PoolStats) -> bool {
+    pool.waiting > 0 && pool.max_size > 0 && pool.in_use >= pool.max_size
+}
+
 fn db_checks(db: &DbHealth) -> Vec<Check> {
     let status = if !db.reachable {
         Status::Fail
-    } else if !db.migrations_applied || db.pool.leaked_now > 0 || db.pool.waiting > 0 {
+    } else if !db.migrations_applied || db.pool.leaked_now > 0 || pool_saturated(&db.pool) {
         Status::Warn
     } else {
         Status::Pass
@@ -330,7 +335,7 @@ fn db_checks(db: &DbHealth) -> Vec<Check> {
     let pool = Check {
         component_id: Some("postgres:pool".to_string()),
         component_type: Some("datastore"),
-        status: if db.pool.waiting > 0 {
+        status: if pool_saturated(&db.pool) {
             Status::Warn
         } else {
             Status::Pass

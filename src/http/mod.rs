@@ -1,20 +1,94 @@
-//! (placeholder with the agreed API; the HTTP module is being written separately)
+//! The HTTP endpoint: health probes now; status, metrics and control routes later.
+//!
+//! Owns: the hyper 1 HTTP/1.1 server the daemon runs as a task (not an actor). It reads the
+//! [`Health`](crate::health::Health) snapshot, asks the supervisor whether it is alive through the
+//! [`HttpContext::liveness`] callback, and will send triggers to sync actors.
+//!
+//! Layout, one concern per file:
+//! - `server.rs`: accept loop, connection cap, header read timeout, graceful drain;
+//! - `pipeline.rs`: per request — request id, routing, rate limit, deadline, panic → 500, logging,
+//!   `X-Request-Id` / `X-Process-Time`;
+//! - `router.rs`: the route table ([`Router`]) and what a handler gets ([`Req`]);
+//! - `routes.rs`: the routes themselves (`/health`, `/livez`, `/readyz`) — add new ones here;
+//! - `problem.rs`: [`ApiError`] classes and `application/problem+json`;
+//! - `rate_limit.rs`: the per-client-IP limit.
+//!
+//! Must not: wait on the database or the Temu API while answering `/health` or `/readyz`
+//! (invariant 6), put a secret or a request header in a log line or a response, or let one bad
+//! request, panic or client take the server down.
+
+mod pipeline;
+mod problem;
+mod rate_limit;
+mod router;
+mod routes;
+mod server;
+
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::future::BoxFuture;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub use pipeline::{X_PROCESS_TIME, X_REQUEST_ID};
+pub use problem::{ApiError, PROBLEM_JSON};
+pub use rate_limit::{client_key, ClientRateLimiter};
+pub use router::{Handler, HandlerResult, RateLimit, Req, Router};
+pub use routes::{json_response, HEALTH_JSON, LIVENESS_DEADLINE};
+
+/// Answers whether the supervisor responds within the given deadline.
+pub type Liveness = Arc<dyn Fn(Duration) -> BoxFuture<'static, bool> + Send + Sync>;
+
+/// What the endpoint reads.
+#[derive(Clone)]
 pub struct HttpContext {
     pub health: crate::health::Health,
-    pub liveness:
-        Arc<dyn Fn(Duration) -> futures_util::future::BoxFuture<'static, bool> + Send + Sync>,
+    /// Answers whether the supervisor responds within the given deadline (used by /livez).
+    pub liveness: Liveness,
     pub config: crate::config::HttpConfig,
 }
 
+impl std::fmt::Debug for HttpContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpContext")
+            .field("health", &self.health)
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Serves the standard routes ([`Router::standard`]) until `shutdown` is cancelled, then stops
+/// accepting and lets in-flight requests finish (bounded by `drain_timeout`).
+///
+/// Returns an error only when the listener's address cannot be read; accept and connection errors
+/// are logged and do not end the server.
 pub async fn serve(
-    _listener: tokio::net::TcpListener,
-    _ctx: HttpContext,
-    shutdown: tokio_util::sync::CancellationToken,
-    _drain_timeout: Duration,
+    listener: TcpListener,
+    ctx: HttpContext,
+    shutdown: CancellationToken,
+    drain_timeout: Duration,
 ) -> std::io::Result<()> {
-    shutdown.cancelled().await;
-    Ok(())
+    serve_with_router(listener, ctx, Router::standard(), shutdown, drain_timeout).await
+}
+
+/// [`serve`] with a caller-supplied route table (e.g. `Router::standard().route(..)`), for tests and
+/// for wiring routes whose handlers need more than [`HttpContext`] (captured in their closures).
+pub async fn serve_with_router(
+    listener: TcpListener,
+    ctx: HttpContext,
+    router: Router,
+    shutdown: CancellationToken,
+    drain_timeout: Duration,
+) -> std::io::Result<()> {
+    let limiter = ClientRateLimiter::new(
+        ctx.config.rate_limit_per_second,
+        ctx.config.rate_limit_burst,
+    );
+    let shared = Arc::new(pipeline::Shared {
+        ctx: Arc::new(ctx),
+        router,
+        limiter,
+    });
+    server::run(listener, shared, shutdown, drain_timeout).await
 }

@@ -84,7 +84,10 @@ impl TestDatabase {
                     Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
                     _ => "127.0.0.1".to_string(),
                 };
-                (host, self.admin.get_ports().first().copied().unwrap_or(5432))
+                (
+                    host,
+                    self.admin.get_ports().first().copied().unwrap_or(5432),
+                )
             }
         };
         format!("postgres://{user}@{host}:{port}/{}", self.name)

@@ -1,0 +1,377 @@
+//! Validation of a parsed configuration: ranges, cross-references, URLs.
+//!
+//! Owns: the rules a value must satisfy beyond its type (pool_size ≥ 1, backoff_min ≤
+//! backoff_max, every shop's `app` exists, no password in `database.url`, …) and
+//! [`DatabaseConfig::pg_config`]. Each problem is reported with its key path; the loader adds
+//! where the value came from.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use super::error::{ConfigError, IssueOrigin};
+use super::model::{Config, DatabaseConfig};
+
+/// Problems as (key path, message).
+type Problems = Vec<(String, String)>;
+
+impl Config {
+    /// Check every rule; an empty list means valid. Run by the loader after secrets are resolved.
+    pub fn validation_problems(&self) -> Vec<(String, String)> {
+        let mut p = Problems::new();
+        self.validate_http(&mut p);
+        self.validate_database(&mut p);
+        self.validate_temu(&mut p);
+        self.validate_apps_and_shops(&mut p);
+        self.validate_sync(&mut p);
+        self.validate_supervisor(&mut p);
+        self.validate_log(&mut p);
+        p
+    }
+
+    /// [`Config::validation_problems`] as a `Result` (origins unknown: no file positions).
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let problems = self.validation_problems();
+        if problems.is_empty() {
+            return Ok(());
+        }
+        Err(ConfigError::Invalid(
+            problems
+                .into_iter()
+                .map(|(key, message)| super::error::ConfigIssue {
+                    origin: IssueOrigin::FileOnly {
+                        source: "configuration".to_string(),
+                    },
+                    key,
+                    message,
+                })
+                .collect(),
+        ))
+    }
+
+    fn validate_http(&self, p: &mut Problems) {
+        let h = &self.http;
+        positive(p, "http.request_timeout", h.request_timeout);
+        positive(p, "http.header_read_timeout", h.header_read_timeout);
+        at_least_one(p, "http.max_connections", h.max_connections as u64);
+        at_least_one(
+            p,
+            "http.rate_limit_per_second",
+            u64::from(h.rate_limit_per_second),
+        );
+    }
+
+    fn validate_database(&self, p: &mut Problems) {
+        let d = &self.database;
+        if let Err(message) = check_database_url(&d.url) {
+            p.push(("database.url".to_string(), message));
+        }
+        at_least_one(p, "database.pool_size", u64::from(d.pool_size));
+        positive(p, "database.pool_timeout", d.pool_timeout);
+        positive(p, "database.pool_recycle", d.pool_recycle);
+        positive(p, "database.connect_timeout", d.connect_timeout);
+        positive(p, "database.statement_timeout", d.statement_timeout);
+        positive(p, "database.lock_timeout", d.lock_timeout);
+        positive(
+            p,
+            "database.idle_in_transaction_timeout",
+            d.idle_in_transaction_timeout,
+        );
+        positive(p, "database.keepalive_idle", d.keepalive_idle);
+        positive(p, "database.ping_interval", d.ping_interval);
+        positive(p, "database.ping_timeout", d.ping_timeout);
+        less_than(
+            p,
+            "database.ping_timeout",
+            d.ping_timeout,
+            "database.ping_interval",
+            d.ping_interval,
+        );
+        positive(p, "database.leak_threshold", d.leak_threshold);
+        positive(p, "database.retry_min", d.retry_min);
+        not_above(
+            p,
+            "database.retry_min",
+            d.retry_min,
+            "database.retry_max",
+            d.retry_max,
+        );
+    }
+
+    fn validate_temu(&self, p: &mut Problems) {
+        let t = &self.temu;
+        positive(p, "temu.timeout", t.timeout);
+        positive(p, "temu.connect_timeout", t.connect_timeout);
+        positive(p, "temu.read_timeout", t.read_timeout);
+        positive(p, "temu.write_timeout", t.write_timeout);
+        positive(p, "temu.pool_timeout", t.pool_timeout);
+        positive(p, "temu.call_deadline", t.call_deadline);
+        at_least_one(p, "temu.max_connections", t.max_connections as u64);
+        if let Some(proxy) = &t.proxy {
+            if let Err(message) = check_proxy_url(&proxy.url) {
+                p.push(("temu.proxy.url".to_string(), message));
+            }
+            if proxy.password.is_some() && proxy.username.is_none() {
+                p.push((
+                    "temu.proxy.password".to_string(),
+                    "a proxy password needs temu.proxy.username".to_string(),
+                ));
+            }
+        }
+    }
+
+    fn validate_apps_and_shops(&self, p: &mut Problems) {
+        let mut app_names = HashSet::new();
+        for (i, app) in self.apps.iter().enumerate() {
+            let key = format!("apps[{i}]");
+            check_name(p, &format!("{key}.name"), &app.name);
+            if !app_names.insert(app.name.as_str()) {
+                p.push((
+                    format!("{key}.name"),
+                    format!(
+                        "app name {:?} is used twice; names must be unique",
+                        app.name
+                    ),
+                ));
+            }
+            if app.app_key.trim().is_empty() {
+                p.push((format!("{key}.app_key"), "must not be empty".to_string()));
+            }
+            at_least_one(p, &format!("{key}.qps"), u64::from(app.qps));
+        }
+        let mut shop_names = HashSet::new();
+        for (i, shop) in self.shops.iter().enumerate() {
+            let key = format!("shops[{i}]");
+            check_name(p, &format!("{key}.name"), &shop.name);
+            if !shop_names.insert(shop.name.as_str()) {
+                p.push((
+                    format!("{key}.name"),
+                    format!(
+                        "shop name {:?} is used twice; names must be unique",
+                        shop.name
+                    ),
+                ));
+            }
+            if !app_names.contains(shop.app.as_str()) {
+                let known: Vec<&str> = self.apps.iter().map(|a| a.name.as_str()).collect();
+                let known = if known.is_empty() {
+                    "there are no apps; add one under `apps`".to_string()
+                } else {
+                    format!("expected one of: {}", known.join(", "))
+                };
+                p.push((
+                    format!("{key}.app"),
+                    format!("no app named {:?} in `apps`; {known}", shop.app),
+                ));
+            }
+            if let Some(url) = &shop.base_url {
+                let lower = url.to_ascii_lowercase();
+                let rest = lower
+                    .strip_prefix("http://")
+                    .or_else(|| lower.strip_prefix("https://"));
+                if rest.is_none_or(|r| r.is_empty() || r.starts_with('/')) {
+                    p.push((
+                        format!("{key}.base_url"),
+                        format!("{url:?} is not a URL: expected http://host… or https://host…"),
+                    ));
+                }
+            }
+            if shop.streams.is_empty() {
+                p.push((
+                    format!("{key}.streams"),
+                    "list at least one of orders, products, aftersales (or remove the key for all)"
+                        .to_string(),
+                ));
+            }
+            let mut seen = HashSet::new();
+            for s in &shop.streams {
+                if !seen.insert(*s) {
+                    p.push((
+                        format!("{key}.streams"),
+                        format!("{} is listed twice", s.as_str()),
+                    ));
+                }
+            }
+        }
+    }
+
+    fn validate_sync(&self, p: &mut Problems) {
+        let s = &self.sync;
+        positive(p, "sync.task_timeout", s.task_timeout);
+        at_least_one(p, "sync.batch_size", s.batch_size as u64);
+        positive(p, "sync.initial_window", s.initial_window);
+        at_least_one(p, "sync.max_concurrent_runs", s.max_concurrent_runs as u64);
+        positive(p, "sync.intervals.orders", s.intervals.orders);
+        positive(p, "sync.intervals.products", s.intervals.products);
+        positive(p, "sync.intervals.aftersales", s.intervals.aftersales);
+    }
+
+    fn validate_supervisor(&self, p: &mut Problems) {
+        let s = &self.supervisor;
+        positive(p, "supervisor.restart_window", s.restart_window);
+        positive(p, "supervisor.backoff_min", s.backoff_min);
+        not_above(
+            p,
+            "supervisor.backoff_min",
+            s.backoff_min,
+            "supervisor.backoff_max",
+            s.backoff_max,
+        );
+        positive(p, "supervisor.ping_interval", s.ping_interval);
+        positive(p, "supervisor.ping_timeout", s.ping_timeout);
+        less_than(
+            p,
+            "supervisor.ping_timeout",
+            s.ping_timeout,
+            "supervisor.ping_interval",
+            s.ping_interval,
+        );
+        at_least_one(
+            p,
+            "supervisor.max_missed_pings",
+            u64::from(s.max_missed_pings),
+        );
+        positive(p, "supervisor.call_timeout", s.call_timeout);
+        positive(p, "supervisor.shutdown_timeout", s.shutdown_timeout);
+    }
+
+    fn validate_log(&self, p: &mut Problems) {
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
+            p.push((
+                "log.level".to_string(),
+                format!(
+                    "invalid filter {:?}: {e}; expected e.g. info, debug or temu_sync=debug,info",
+                    self.log.level
+                ),
+            ));
+        }
+    }
+}
+
+impl DatabaseConfig {
+    /// The connection settings for tokio-postgres: `url` parsed, plus the password from
+    /// `password`. Nothing else is applied (timeouts and keepalive are the db module's choice).
+    pub fn pg_config(&self) -> Result<tokio_postgres::Config, ConfigError> {
+        let mut config = parse_database_url(&self.url).map_err(|message| {
+            ConfigError::one(
+                IssueOrigin::FileOnly {
+                    source: "configuration".to_string(),
+                },
+                "database.url",
+                message,
+            )
+        })?;
+        if let Some(password) = &self.password {
+            config.password(password.expose());
+        }
+        Ok(config)
+    }
+}
+
+fn parse_database_url(url: &str) -> Result<tokio_postgres::Config, String> {
+    // The parser's message may quote the input; the URL holds no password once validated, but
+    // keep the message generic in case it does.
+    url.parse::<tokio_postgres::Config>().map_err(|_| {
+        "not a valid PostgreSQL connection string: expected \
+         postgres://user@host:port/dbname[?param=value…]"
+            .to_string()
+    })
+}
+
+fn check_database_url(url: &str) -> Result<(), String> {
+    let config = parse_database_url(url)?;
+    if config.get_password().is_some() {
+        return Err(
+            "the URL contains a password: put the password in database.password \
+                    (e.g. {env: PGPASSWORD})"
+                .to_string(),
+        );
+    }
+    if config.get_hosts().is_empty() {
+        return Err("the URL names no host: expected postgres://user@host:port/dbname".to_string());
+    }
+    if config.get_user().is_none() {
+        return Err("the URL names no user: expected postgres://user@host:port/dbname".to_string());
+    }
+    Ok(())
+}
+
+fn check_proxy_url(url: &str) -> Result<(), String> {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return Err(format!(
+            "{url:?} is not a URL: expected e.g. socks5://10.0.0.2:1080 or http://proxy:3128"
+        ));
+    };
+    let scheme = scheme.to_ascii_lowercase();
+    if !matches!(scheme.as_str(), "http" | "https" | "socks5" | "socks5h") {
+        return Err(format!(
+            "unsupported proxy scheme {scheme:?}: expected http, https, socks5 or socks5h"
+        ));
+    }
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    if authority.contains('@') {
+        // Don't echo the URL: it holds credentials.
+        return Err(
+            "the proxy URL contains credentials: put them in temu.proxy.username and \
+                    temu.proxy.password"
+                .to_string(),
+        );
+    }
+    if authority.is_empty() {
+        return Err(format!("{url:?} names no host"));
+    }
+    Ok(())
+}
+
+fn check_name(p: &mut Problems, key: &str, name: &str) {
+    let ok = !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if !ok {
+        p.push((
+            key.to_string(),
+            format!("invalid name {name:?}: expected letters, digits, `-` and `_` only"),
+        ));
+    }
+}
+
+fn positive(p: &mut Problems, key: &str, d: Duration) {
+    if d.is_zero() {
+        p.push((
+            key.to_string(),
+            "must be longer than zero; expected e.g. 30s".to_string(),
+        ));
+    }
+}
+
+fn at_least_one(p: &mut Problems, key: &str, n: u64) {
+    if n == 0 {
+        p.push((key.to_string(), "must be at least 1".to_string()));
+    }
+}
+
+fn less_than(p: &mut Problems, key: &str, d: Duration, other_key: &str, other: Duration) {
+    if !d.is_zero() && !other.is_zero() && d >= other {
+        p.push((
+            key.to_string(),
+            format!(
+                "{} must be shorter than {other_key} ({})",
+                super::duration::format(d),
+                super::duration::format(other)
+            ),
+        ));
+    }
+}
+
+fn not_above(p: &mut Problems, key: &str, d: Duration, other_key: &str, other: Duration) {
+    if d > other {
+        p.push((
+            key.to_string(),
+            format!(
+                "{} is longer than {other_key} ({})",
+                super::duration::format(d),
+                super::duration::format(other)
+            ),
+        ));
+    }
+}

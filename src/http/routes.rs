@@ -1,0 +1,107 @@
+//! The built-in routes: the health probes `/health`, `/livez` and `/readyz`.
+//!
+//! Owns: the handlers of the probe routes and [`Router::standard`], the table the daemon serves.
+//! New routes (`/status`, `/metrics`, `POST /sync/{shop}/{stream}`) are added here.
+//!
+//! Must not: wait on the database, the Temu API or an actor from `/health` or `/readyz` (invariant 6:
+//! they read the in-memory snapshot and nothing else). `/livez` waits on the liveness probe, always
+//! under its own deadline. Probe routes are exempt from the rate limit so monitors are never told 429.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
+use http::{Method, Response, StatusCode};
+use http_body_util::Full;
+use serde::Serialize;
+
+use super::problem::ApiError;
+use super::router::{HandlerResult, RateLimit, Req, Router};
+use crate::health::Status;
+
+/// Media type of health reports (draft-inadarei-api-health-check).
+pub const HEALTH_JSON: &str = "application/health+json";
+
+/// The longest `/livez` waits for the supervisor (also capped at half of `request_timeout`).
+pub const LIVENESS_DEADLINE: Duration = Duration::from_secs(1);
+
+impl Router {
+    /// The routes the daemon serves: `GET`/`HEAD` `/health`, `/livez`, `/readyz`.
+    pub fn standard() -> Self {
+        Router::new()
+            .add(Method::GET, "/health", RateLimit::Exempt, health)
+            .add(Method::GET, "/livez", RateLimit::Exempt, livez)
+            .add(Method::GET, "/readyz", RateLimit::Exempt, readyz)
+    }
+}
+
+/// Serializes `value` as the body of a response with the given status and content type, marked
+/// `Cache-Control: no-store`.
+pub fn json_response<T: Serialize>(
+    status: StatusCode,
+    content_type: &'static str,
+    value: &T,
+) -> HandlerResult {
+    let body = serde_json::to_vec(value)
+        .map_err(|err| ApiError::Internal(format!("could not serialize the response: {err}")))?;
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(response)
+}
+
+/// The small body of `/livez` and `/readyz`.
+#[derive(Serialize)]
+struct ProbeBody<'a> {
+    status: Status,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    output: Option<&'a str>,
+}
+
+fn probe(ok: bool, output: Option<&str>) -> HandlerResult {
+    let (status, code) = if ok {
+        (Status::Pass, StatusCode::OK)
+    } else {
+        (Status::Fail, StatusCode::SERVICE_UNAVAILABLE)
+    };
+    json_response(code, HEALTH_JSON, &ProbeBody { status, output })
+}
+
+/// `GET /health`: the full report; `pass`/`warn` → 200, `fail` → 503. Reads the snapshot only.
+async fn health(req: Req) -> HandlerResult {
+    let report = req.ctx.health.report();
+    let code = match report.status {
+        Status::Pass | Status::Warn => StatusCode::OK,
+        Status::Fail => StatusCode::SERVICE_UNAVAILABLE,
+    };
+    json_response(code, HEALTH_JSON, &report)
+}
+
+/// `GET /livez`: 200 when the supervisor answers within the liveness deadline, else 503.
+async fn livez(req: Req) -> HandlerResult {
+    let deadline = LIVENESS_DEADLINE.min(req.ctx.config.request_timeout / 2);
+    let answer = (req.ctx.liveness)(deadline);
+    // The probe is trusted to honour its deadline, but a probe that never answers must not hang
+    // the request either.
+    match tokio::time::timeout(deadline, answer).await {
+        Ok(true) => probe(true, None),
+        Ok(false) => probe(false, Some("the supervisor is not responding")),
+        Err(_) => {
+            let output = format!(
+                "the supervisor did not answer within {} ms",
+                deadline.as_millis()
+            );
+            probe(false, Some(&output))
+        }
+    }
+}
+
+/// `GET /readyz`: 200 when the database is reachable and migrated, else 503 with the reason.
+async fn readyz(req: Req) -> HandlerResult {
+    match req.ctx.health.readiness() {
+        Ok(()) => probe(true, None),
+        Err(reason) => probe(false, Some(&reason)),
+    }
+}
