@@ -66,6 +66,20 @@ pub enum ApiError {
     Internal(String),
 }
 
+/// Database errors reaching a handler: unreachable or saturated → 503, anything else → 500
+/// (its text goes to the log only).
+impl From<crate::db::DbError> for ApiError {
+    fn from(e: crate::db::DbError) -> Self {
+        if e.is_unavailable() {
+            ApiError::DatabaseUnavailable(
+                "the database is unreachable or saturated; try again later".into(),
+            )
+        } else {
+            ApiError::Internal(e.to_string())
+        }
+    }
+}
+
 /// The JSON body of a problem response.
 #[derive(Debug, Serialize)]
 struct ProblemBody<'a> {
@@ -220,6 +234,22 @@ pub fn allow_value(allow: &[Method]) -> String {
         }
     }
     seen.join(", ")
+}
+
+#[cfg(test)]
+mod db_error_tests {
+    use super::*;
+    use crate::db::DbError;
+
+    #[test]
+    fn database_errors_map_to_503_or_500() {
+        let down: ApiError = DbError::Unavailable("connection refused".into()).into();
+        assert_eq!(down.status(), http::StatusCode::SERVICE_UNAVAILABLE);
+        let timeout: ApiError = DbError::PoolTimeout(Duration::from_secs(30)).into();
+        assert_eq!(timeout.status(), http::StatusCode::SERVICE_UNAVAILABLE);
+        let broken: ApiError = DbError::Migration("bad".into()).into();
+        assert_eq!(broken.status(), http::StatusCode::INTERNAL_SERVER_ERROR);
+    }
 }
 
 #[cfg(test)]
