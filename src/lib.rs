@@ -9,8 +9,10 @@ pub mod config;
 pub mod db;
 pub mod health;
 pub mod http;
+pub mod sim;
 pub mod supervisor;
 pub mod telemetry;
+pub mod temu;
 pub mod testkit;
 
 /// Process exit codes (sysexits.h), documented in the README.

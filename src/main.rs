@@ -36,6 +36,9 @@ enum Command {
     CheckConfig,
     /// Create the database if needed and apply pending migrations, then exit.
     Migrate,
+    /// Ask Temu about every shop's access token: mall id, expiry and scopes.
+    /// Exits 0 when all are usable, 1 when one expires within 14 days or fails.
+    CheckToken,
 }
 
 fn main() -> ExitCode {
@@ -95,6 +98,17 @@ fn main() -> ExitCode {
                     } else {
                         exit::SOFTWARE
                     }
+                }
+            }
+        }),
+        Command::CheckToken => runtime.block_on(async {
+            let mut stdout = std::io::stdout();
+            match temu_sync::temu::run_check_token(&config, &mut stdout).await {
+                Ok(true) => exit::OK,
+                Ok(false) => 1,
+                Err(e) => {
+                    eprintln!("temu-sync: check-token failed: {e}");
+                    exit::UNAVAILABLE
                 }
             }
         }),

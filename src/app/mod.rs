@@ -17,9 +17,12 @@ use crate::exit;
 use crate::health::Health;
 use crate::http::{self, HttpContext};
 use crate::supervisor::{ActorChild, ChildSpec, Outcome, SupervisorArgs, SupervisorHandle};
+use crate::temu::actor::{TemuActor, TemuActorArgs, TemuMsg};
 
 /// Name of the database actor in the supervisor tree.
 pub const DB_ACTOR: &str = "db";
+/// Name of the Temu-client actor in the supervisor tree.
+pub const TEMU_ACTOR: &str = "temu";
 
 /// Runs the daemon until SIGTERM/SIGINT (exit 0) or a supervisor meltdown (exit 69).
 pub async fn run(config: Config) -> i32 {
@@ -42,7 +45,7 @@ pub async fn run(config: Config) -> i32 {
         }
     };
 
-    let children = daemon_children(&db, &health, &instance);
+    let children = daemon_children(&config, &db, &health, &instance);
     let args = SupervisorArgs {
         config: config.supervisor.clone(),
         children,
@@ -106,8 +109,9 @@ pub async fn run(config: Config) -> i32 {
     }
 }
 
-/// The supervised actors of the daemon, in start order.
+/// The supervised actors of the daemon, in start order (stopped in reverse).
 pub fn daemon_children(
+    config: &Config,
     db: &Database,
     health: &Health,
     instance: &Instance,
@@ -117,11 +121,24 @@ pub fn daemon_children(
         health: health.clone(),
         instance: instance.clone(),
     };
-    vec![Arc::new(ActorChild::new(
-        DB_ACTOR,
-        move || (DbActor, db_args.clone()),
-        DbMsg::Ping,
-    ))]
+    let temu_args = TemuActorArgs::new(
+        config.temu.clone(),
+        config.apps.clone(),
+        config.shops.clone(),
+        health.clone(),
+    );
+    vec![
+        Arc::new(ActorChild::new(
+            DB_ACTOR,
+            move || (DbActor, db_args.clone()),
+            DbMsg::Ping,
+        )),
+        Arc::new(ActorChild::new(
+            TEMU_ACTOR,
+            move || (TemuActor, temu_args.clone()),
+            TemuMsg::Ping,
+        )),
+    ]
 }
 
 /// Applies pending migrations (creating the database first when allowed) and returns what ran.

@@ -1,0 +1,280 @@
+//! The simulator on its own terms, and the Temu actor in front of it: deterministic data, paging
+//! semantics, drift under mutation, QPS enforcement, and calls through the supervised actor.
+
+mod temu_common;
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use ractor::Actor;
+use temu_common::*;
+use temu_sync::health::{Health, Status};
+use temu_sync::sim::{FaultConfig, Latency, SimConfig, Simulator};
+use temu_sync::temu::client::HEALTH_TOKENS;
+use temu_sync::temu::model::*;
+use temu_sync::temu::{TemuActor, TemuActorArgs, TemuClient, TemuHandle};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn same_seed_same_data_other_seed_other_data() {
+    let a = Simulator::start(SimConfig::demo(7, 2, 50)).await.unwrap();
+    let b = Simulator::start(SimConfig::demo(7, 2, 50)).await.unwrap();
+    let c = Simulator::start(SimConfig::demo(8, 2, 50)).await.unwrap();
+    let (ta, tb, tc) = (a.ground_truth(), b.ground_truth(), c.ground_truth());
+    // Times are relative to start, so compare identities and shapes.
+    let keys = |t: &temu_sync::sim::GroundTruth| -> Vec<BTreeSet<String>> {
+        t.shops
+            .values()
+            .map(|s| s.orders.keys().cloned().collect())
+            .collect()
+    };
+    assert_eq!(keys(&ta), keys(&tb));
+    assert_eq!(ta.shops["shop-0"].orders.len(), 50);
+    assert_eq!(ta.shops["shop-0"].products.len(), 25);
+    assert_eq!(ta.shops["shop-0"].aftersales.len(), 10);
+    let status = |t: &temu_sync::sim::GroundTruth| -> Vec<serde_json::Value> {
+        t.shops["shop-0"]
+            .orders
+            .values()
+            .map(|o| o["parentOrderMap"]["parentOrderStatus"].clone())
+            .collect()
+    };
+    assert_eq!(status(&ta), status(&tb));
+    assert_ne!(status(&ta), status(&tc));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paging_is_sorted_capped_and_closed_interval() {
+    let (sim, _cfg, client) = sim_and_client(30, 250, 1000, |_, tune| tune.rate_burst = 50).await;
+    let truth = sim.ground_truth().shops["shop-0"].clone();
+    // A page size above 100 is capped.
+    let big = OrderListRequest {
+        page_number: 1,
+        page_size: 500,
+        ..Default::default()
+    };
+    let r = client
+        .list_orders("shop-0", &big)
+        .await
+        .unwrap()
+        .result
+        .unwrap();
+    assert_eq!(r.page_items.len(), 100);
+    assert_eq!(r.total_item_num, Some(250));
+    // Walk every page: all orders, each once, update time descending.
+    let mut seen = Vec::new();
+    for n in 1..=3 {
+        let req = OrderListRequest {
+            page_number: n,
+            page_size: 100,
+            ..Default::default()
+        };
+        let r = client
+            .list_orders("shop-0", &req)
+            .await
+            .unwrap()
+            .result
+            .unwrap();
+        seen.extend(r.page_items.into_iter().map(|i| i.value.parent_order_map));
+    }
+    assert_eq!(seen.len(), 250);
+    assert!(seen
+        .windows(2)
+        .all(|w| w[0].update_time >= w[1].update_time));
+    let sns: BTreeSet<_> = seen.iter().map(|o| o.parent_order_sn.clone()).collect();
+    assert_eq!(sns, truth.orders.keys().cloned().collect());
+    // Closed interval: both ends included.
+    let t = seen[10].update_time.unwrap();
+    let req = OrderListRequest {
+        page_number: 1,
+        page_size: 100,
+        update_at_start: Some(t),
+        update_at_end: Some(t),
+        ..Default::default()
+    };
+    let r = client
+        .list_orders("shop-0", &req)
+        .await
+        .unwrap()
+        .result
+        .unwrap();
+    let expected = seen.iter().filter(|o| o.update_time == Some(t)).count();
+    assert_eq!(r.page_items.len(), expected);
+    assert!(expected >= 1);
+    // One end only is refused.
+    let req = OrderListRequest {
+        page_number: 1,
+        page_size: 10,
+        update_at_start: Some(t),
+        ..Default::default()
+    };
+    assert!(client.list_orders("shop-0", &req).await.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_mutation_makes_naive_paging_drift_and_ground_truth_follows() {
+    let (sim, _cfg, client) = sim_and_client(31, 300, 1000, |_, tune| tune.rate_burst = 50).await;
+    sim.set_mutation_rate(20.0);
+    let mut seen = BTreeSet::new();
+    for n in 1..=6 {
+        let req = OrderListRequest {
+            page_number: n,
+            page_size: 50,
+            ..Default::default()
+        };
+        let r = client
+            .list_orders("shop-0", &req)
+            .await
+            .unwrap()
+            .result
+            .unwrap();
+        seen.extend(
+            r.page_items
+                .into_iter()
+                .map(|i| i.value.parent_order_map.parent_order_sn),
+        );
+    }
+    let truth = sim.ground_truth().shops["shop-0"].clone();
+    assert!(truth.mutations >= 100);
+    assert!(
+        seen.len() < truth.orders.len(),
+        "a naive walk over live data misses orders"
+    );
+    // The ground truth reflects the mutations: the newest orders were updated during the walk.
+    let now = chrono::Utc::now().timestamp();
+    let recent = truth
+        .orders
+        .values()
+        .filter(|o| o["parentOrderMap"]["updateTime"].as_i64().unwrap() >= now - 30)
+        .count();
+    assert!(recent >= 50);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simulator_enforces_qps_per_app_key() {
+    // The client allows far more than the simulator: the simulator must refuse the excess.
+    init_log_capture();
+    let mut cfg = SimConfig::demo(32, 1, 10);
+    cfg.apps[0].qps = 5;
+    let sim = Simulator::start(cfg.clone()).await.unwrap();
+    let (mut apps, shops) = configs_for(&sim, &cfg);
+    apps[0] = app_config("app0", &cfg.apps[0].app_key, &cfg.apps[0].app_secret, 1000);
+    let mut t = fast_temu_config();
+    t.max_retries = 0;
+    let mut tune = fast_tuning();
+    tune.rate_burst = 1000;
+    let client = TemuClient::with_tuning(&t, &apps, &shops, tune, None).unwrap();
+    let calls = (0..30).map(|_| {
+        let c = client.clone();
+        async move {
+            c.list_orders(
+                "shop-0",
+                &OrderListRequest {
+                    page_number: 1,
+                    page_size: 5,
+                    ..Default::default()
+                },
+            )
+            .await
+        }
+    });
+    let results = futures_util::future::join_all(calls).await;
+    let limited = results
+        .iter()
+        .filter(|r| matches!(r, Err(e) if e.code() == Some(4_000_004)))
+        .count();
+    assert!(limited >= 20, "only {limited} refused");
+    assert_eq!(sim.outcome_count(4_000_004) as usize, limited);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn actor_serves_calls_concurrently_answers_pings_and_rebuilds_on_restart() {
+    init_log_capture();
+    let cfg = SimConfig::demo(33, 2, 30);
+    let sim = Simulator::start(cfg.clone()).await.unwrap();
+    sim.set_faults(FaultConfig {
+        latency: Latency::Fixed(Duration::from_millis(300)),
+        ..FaultConfig::none()
+    });
+    let (apps, shops) = configs_for(&sim, &cfg);
+    let health = Health::new("test");
+    let mut args = TemuActorArgs::new(fast_temu_config(), apps, shops, health.clone());
+    args.tuning = fast_tuning();
+    args.tuning.rate_burst = 20;
+    let (actor, join) = Actor::spawn(Some("temu-test".into()), TemuActor, args.clone())
+        .await
+        .unwrap();
+    let handle = TemuHandle::new(actor.clone(), Duration::from_secs(10));
+
+    let started = Instant::now();
+    let calls = (0..10).map(|i| {
+        let h = handle.clone();
+        async move {
+            h.list_orders(
+                if i % 2 == 0 { "shop-0" } else { "shop-1" },
+                OrderListRequest {
+                    page_number: 1,
+                    page_size: 10,
+                    ..Default::default()
+                },
+            )
+            .await
+        }
+    });
+    let ping = async {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let t = Instant::now();
+        assert!(
+            handle.ping(Duration::from_millis(200)).await,
+            "ping answered during slow calls"
+        );
+        t.elapsed()
+    };
+    let (results, ping_took) = tokio::join!(futures_util::future::join_all(calls), ping);
+    assert!(results.iter().all(|r| r.is_ok()));
+    assert!(ping_took < Duration::from_millis(200));
+    // 10 calls of 300 ms each ran concurrently, not one per mailbox turn.
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // The token check publishes per-shop health.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let report = health.report();
+        if let Some(checks) = report.checks.get(HEALTH_TOKENS) {
+            if checks.iter().all(|c| {
+                c.output
+                    .as_deref()
+                    .is_some_and(|o| o.contains("valid until"))
+            }) {
+                assert!(checks.iter().all(|c| c.status == Status::Pass));
+                break;
+            }
+        }
+        assert!(Instant::now() < deadline, "token health not published");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // Stop: a pending call fails as Unavailable or completes; a re-spawn builds a fresh client.
+    actor.stop(None);
+    tokio::time::timeout(Duration::from_secs(5), join)
+        .await
+        .unwrap()
+        .unwrap();
+    let e = handle.token_info("shop-0").await.unwrap_err();
+    assert_eq!(e.class(), temu_sync::temu::ErrorClass::Retryable);
+    let (actor2, join2) = Actor::spawn(Some("temu-test".into()), TemuActor, args)
+        .await
+        .unwrap();
+    let handle2 = TemuHandle::new(actor2.clone(), Duration::from_secs(10));
+    let info = handle2.token_info("shop-0").await.unwrap().result.unwrap();
+    assert_eq!(info.mall_id.unwrap().as_i64(), Some(cfg.shops[0].mall_id));
+    actor2.stop(None);
+    tokio::time::timeout(Duration::from_secs(5), join2)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_no_secrets_logged(&cfg, &[]);
+}
