@@ -182,6 +182,20 @@ pub struct TemuConfig {
     /// Deadline for one call including its retries.
     #[serde(with = "super::duration")]
     pub call_deadline: Duration,
+    /// Consecutive transport failures (connect, reset, timeout, 5xx) that open a router's circuit.
+    pub breaker_threshold: u32,
+    /// How long an open circuit fails fast before it lets one probe through.
+    #[serde(with = "super::duration")]
+    pub breaker_cool_off: Duration,
+    /// First retry backoff ceiling; doubles per retry (full jitter: uniform in [0, ceiling]).
+    #[serde(with = "super::duration")]
+    pub retry_backoff_min: Duration,
+    /// Largest retry backoff ceiling.
+    #[serde(with = "super::duration")]
+    pub retry_backoff_max: Duration,
+    /// How often every shop's access token is checked (expiry and scopes).
+    #[serde(with = "super::duration")]
+    pub token_check_interval: Duration,
     /// `http://`, `https://` or `socks5://` proxy for every Temu call.
     pub proxy: Option<ProxyConfig>,
 }
@@ -198,6 +212,11 @@ impl Default for TemuConfig {
             max_keepalive_connections: 20,
             max_retries: 3,
             call_deadline: Duration::from_secs(120),
+            breaker_threshold: 5,
+            breaker_cool_off: Duration::from_secs(30),
+            retry_backoff_min: Duration::from_millis(250),
+            retry_backoff_max: Duration::from_secs(10),
+            token_check_interval: Duration::from_secs(6 * 3600),
             proxy: None,
         }
     }

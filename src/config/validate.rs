@@ -106,6 +106,17 @@ impl Config {
         positive(p, "temu.pool_timeout", t.pool_timeout);
         positive(p, "temu.call_deadline", t.call_deadline);
         at_least_one(p, "temu.max_connections", t.max_connections as u64);
+        at_least_one(p, "temu.breaker_threshold", t.breaker_threshold as u64);
+        positive(p, "temu.breaker_cool_off", t.breaker_cool_off);
+        positive(p, "temu.retry_backoff_min", t.retry_backoff_min);
+        not_above(
+            p,
+            "temu.retry_backoff_min",
+            t.retry_backoff_min,
+            "temu.retry_backoff_max",
+            t.retry_backoff_max,
+        );
+        positive(p, "temu.token_check_interval", t.token_check_interval);
         if let Some(proxy) = &t.proxy {
             if let Err(message) = check_proxy_url(&proxy.url) {
                 p.push(("temu.proxy.url".to_string(), message));

@@ -39,12 +39,12 @@ impl TemuActorArgs {
         health: Health,
     ) -> Self {
         Self {
+            tuning: ClientTuning::from_config(&config),
+            token_check_interval: config.token_check_interval,
             config,
             apps,
             shops,
             health,
-            tuning: ClientTuning::default(),
-            token_check_interval: Duration::from_secs(6 * 3600),
         }
     }
 }

@@ -66,6 +66,19 @@ pub struct ClientTuning {
     pub rate_burst: u32,
 }
 
+impl ClientTuning {
+    /// The tuning the configuration asks for (`temu.breaker_*`, `temu.retry_backoff_*`).
+    pub fn from_config(cfg: &TemuConfig) -> Self {
+        Self {
+            breaker_threshold: cfg.breaker_threshold,
+            breaker_cool_off: cfg.breaker_cool_off,
+            backoff_base: cfg.retry_backoff_min,
+            backoff_max: cfg.retry_backoff_max,
+            ..Self::default()
+        }
+    }
+}
+
 impl Default for ClientTuning {
     fn default() -> Self {
         Self {
@@ -190,7 +203,7 @@ impl TemuClient {
         apps: &[AppConfig],
         shops: &[ShopConfig],
     ) -> Result<Self, TemuError> {
-        Self::with_tuning(cfg, apps, shops, ClientTuning::default(), None)
+        Self::with_tuning(cfg, apps, shops, ClientTuning::from_config(cfg), None)
     }
 
     /// Builds the client; when `health` is given, breaker and token state are published there.

@@ -69,7 +69,7 @@ pub fn fast_temu_config() -> TemuConfig {
         max_keepalive_connections: 4,
         max_retries: 3,
         call_deadline: Duration::from_secs(20),
-        proxy: None,
+        ..TemuConfig::default()
     }
 }
 
