@@ -9,6 +9,8 @@ pub mod config;
 pub mod db;
 pub mod health;
 pub mod http;
+pub mod metrics;
+pub mod ops;
 pub mod sim;
 pub mod supervisor;
 pub mod telemetry;

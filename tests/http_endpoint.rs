@@ -83,6 +83,7 @@ async fn start_with(
         health,
         liveness,
         config,
+        metrics: temu_sync::metrics::Metrics::new(),
     };
     let shutdown = CancellationToken::new();
     let token = shutdown.clone();
@@ -814,6 +815,7 @@ async fn the_drain_is_bounded_by_drain_timeout() {
         health: healthy(),
         liveness: alive(),
         config,
+        metrics: temu_sync::metrics::Metrics::new(),
     };
     let shutdown = CancellationToken::new();
     let handle = tokio::spawn(serve_with_router(

@@ -1,9 +1,13 @@
 //! The daemon's top level: wires configuration, the supervisor tree, the HTTP endpoint and
 //! signals together, and turns how it all ended into an exit code.
 //!
-//! Owns: start order (logger, database handle, supervisor and its children, HTTP listener) and
-//! shutdown order (stop accepting, stop children in reverse, close the pool). Must not: contain
+//! Owns: start order (logger, metrics, database handle, HTTP listener, supervisor and its
+//! children, HTTP server, then `READY=1` to systemd and the notifier task) and shutdown order
+//! (`STOPPING=1`, stop accepting, stop children in reverse, close the pool). Must not: contain
 //! domain logic — each concern lives in its own module.
+//!
+//! `READY=1` does not wait for the database: a down database is a failing health check, and must
+//! not make systemd's start time out.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,6 +20,8 @@ use crate::db::{Database, DbActor, DbActorArgs, DbMsg, Instance};
 use crate::exit;
 use crate::health::Health;
 use crate::http::{self, HttpContext};
+use crate::metrics::Metrics;
+use crate::ops::{status_line, Notifier};
 use crate::supervisor::{ActorChild, ChildSpec, Outcome, SupervisorArgs, SupervisorHandle};
 use crate::temu::actor::{TemuActor, TemuActorArgs, TemuMsg};
 
@@ -28,6 +34,13 @@ pub const TEMU_ACTOR: &str = "temu";
 pub async fn run(config: Config) -> i32 {
     let instance = Instance::current();
     let health = Health::new(instance.id.clone());
+    let notifier = Notifier::from_env();
+    let metrics = Metrics::new();
+    for shop in &config.shops {
+        for stream in &shop.streams {
+            metrics.init_sync_series(&shop.name, stream.as_str());
+        }
+    }
     let db = match Database::new(config.database.clone()) {
         Ok(db) => db,
         Err(e) => {
@@ -35,6 +48,7 @@ pub async fn run(config: Config) -> i32 {
             return exit::CONFIG;
         }
     };
+    db.set_metrics(metrics.clone());
 
     let listener = match TcpListener::bind(config.http.listen).await {
         Ok(l) => l,
@@ -45,7 +59,7 @@ pub async fn run(config: Config) -> i32 {
         }
     };
 
-    let children = daemon_children(&config, &db, &health, &instance);
+    let children = daemon_children(&config, &db, &health, &instance, &metrics);
     let args = SupervisorArgs {
         config: config.supervisor.clone(),
         children,
@@ -65,14 +79,31 @@ pub async fn run(config: Config) -> i32 {
         health: health.clone(),
         liveness: supervisor.liveness(),
         config: config.http.clone(),
+        metrics: metrics.clone(),
     };
     let drain = config.supervisor.shutdown_timeout / 2;
     let server = tokio::spawn(http::serve(listener, ctx, shutdown.clone(), drain));
     tracing::info!(listen = %config.http.listen, instance = %instance.id, version = env!("CARGO_PKG_VERSION"), "temu-sync started");
 
+    // The listener is bound and the supervisor runs: ready, whatever the database says.
+    notifier.ready(&status_line(&health.report()));
+    let notify_task = notifier.spawn(
+        supervisor.liveness(),
+        health.clone(),
+        http::LIVENESS_DEADLINE,
+    );
+    if let Some(every) = notifier.watchdog_interval() {
+        tracing::info!(
+            interval_ms = every.as_millis() as u64,
+            "systemd watchdog: pinging while the supervisor answers"
+        );
+    }
+
     let outcome = tokio::select! {
         signal = shutdown_signal() => {
             tracing::info!(%signal, "shutting down");
+            notify_task.cancel();
+            notifier.stopping(&format!("stopping ({signal})"));
             health.set_shutting_down();
             shutdown.cancel();
             let stop = supervisor.shutdown();
@@ -85,11 +116,14 @@ pub async fn run(config: Config) -> i32 {
             }
         }
         outcome = supervisor.finished() => {
+            notify_task.cancel();
+            notifier.stopping("stopping (supervisor gave up)");
             health.set_shutting_down();
             shutdown.cancel();
             outcome
         }
     };
+    notify_task.stop().await;
     match tokio::time::timeout(drain + Duration::from_secs(1), server).await {
         Ok(Ok(Ok(()))) => {}
         Ok(Ok(Err(e))) => tracing::warn!(error = %e, "HTTP server ended with an error"),
@@ -115,18 +149,20 @@ pub fn daemon_children(
     db: &Database,
     health: &Health,
     instance: &Instance,
+    metrics: &Metrics,
 ) -> Vec<Arc<dyn ChildSpec>> {
     let db_args = DbActorArgs {
         db: db.clone(),
         health: health.clone(),
         instance: instance.clone(),
     };
-    let temu_args = TemuActorArgs::new(
+    let mut temu_args = TemuActorArgs::new(
         config.temu.clone(),
         config.apps.clone(),
         config.shops.clone(),
         health.clone(),
     );
+    temu_args.metrics = Some(metrics.clone());
     vec![
         Arc::new(ActorChild::new(
             DB_ACTOR,

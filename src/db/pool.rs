@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use bb8::{ErrorSink, PooledConnection, RunError};
@@ -22,6 +22,7 @@ use super::connect::Connector;
 use super::DbError;
 use crate::config::DatabaseConfig;
 use crate::health::PoolStats;
+use crate::metrics::Metrics;
 
 pub type Manager = AsyncDieselConnectionManager<AsyncPgConnection>;
 pub type PgPool = bb8::Pool<Manager>;
@@ -40,6 +41,8 @@ struct Inner {
     connector: Connector,
     pool: RwLock<Option<PgPool>>,
     counters: Arc<Counters>,
+    /// Checkout waits are recorded here once [`Database::set_metrics`] was called.
+    metrics: OnceLock<Metrics>,
 }
 
 #[derive(Default)]
@@ -98,8 +101,14 @@ impl Database {
                 connector,
                 pool: RwLock::new(None),
                 counters: Arc::default(),
+                metrics: OnceLock::new(),
             }),
         })
+    }
+
+    /// Records the wait of every checkout into `metrics` from now on (first call wins).
+    pub fn set_metrics(&self, metrics: Metrics) {
+        let _ = self.inner.metrics.set(metrics);
     }
 
     pub fn config(&self) -> &DatabaseConfig {
@@ -154,10 +163,14 @@ impl Database {
         let wait = self.inner.config.pool_timeout;
         // bb8 enforces connection_timeout itself; the outer deadline guards against a connect
         // that ignores it.
+        let waiting_since = Instant::now();
         let got = {
             let _waiting = WaitingGuard::enter(&self.inner.counters.waiting);
             tokio::time::timeout(wait + Duration::from_secs(1), pool.get_owned()).await
         };
+        if let Some(metrics) = self.inner.metrics.get() {
+            metrics.record_checkout_wait(waiting_since.elapsed());
+        }
         let conn = match got {
             Ok(Ok(conn)) => conn,
             Ok(Err(RunError::TimedOut)) | Err(_) => {

@@ -9,7 +9,7 @@
 //! - `pipeline.rs`: per request — request id, routing, rate limit, deadline, panic → 500, logging,
 //!   `X-Request-Id` / `X-Process-Time`;
 //! - `router.rs`: the route table ([`Router`]) and what a handler gets ([`Req`]);
-//! - `routes.rs`: the routes themselves (`/health`, `/livez`, `/readyz`) — add new ones here;
+//! - `routes.rs`: the routes themselves (`/health`, `/livez`, `/readyz`, `/metrics`) — add new ones here;
 //! - `problem.rs`: [`ApiError`] classes and `application/problem+json`;
 //! - `rate_limit.rs`: the per-client-IP limit.
 //!
@@ -47,6 +47,8 @@ pub struct HttpContext {
     /// Answers whether the supervisor responds within the given deadline (used by /livez).
     pub liveness: Liveness,
     pub config: crate::config::HttpConfig,
+    /// The Prometheus registry served at `/metrics`.
+    pub metrics: crate::metrics::Metrics,
 }
 
 impl std::fmt::Debug for HttpContext {

@@ -1,11 +1,12 @@
-//! The built-in routes: the health probes `/health`, `/livez` and `/readyz`.
+//! The built-in routes: the health probes `/health`, `/livez` and `/readyz`, and `/metrics`.
 //!
 //! Owns: the handlers of the probe routes and [`Router::standard`], the table the daemon serves.
-//! New routes (`/status`, `/metrics`, `POST /sync/{shop}/{stream}`) are added here.
+//! New routes (`/status`, `POST /sync/{shop}/{stream}`) are added here.
 //!
 //! Must not: wait on the database, the Temu API or an actor from `/health` or `/readyz` (invariant 6:
 //! they read the in-memory snapshot and nothing else). `/livez` waits on the liveness probe, always
-//! under its own deadline. Probe routes are exempt from the rate limit so monitors are never told 429.
+//! under its own deadline. Probe routes and `/metrics` are exempt from the rate limit so monitors and
+//! Prometheus are never told 429. `/metrics` reads the health snapshot and the in-memory registry only.
 
 use std::time::Duration;
 
@@ -26,12 +27,13 @@ pub const HEALTH_JSON: &str = "application/health+json";
 pub const LIVENESS_DEADLINE: Duration = Duration::from_secs(1);
 
 impl Router {
-    /// The routes the daemon serves: `GET`/`HEAD` `/health`, `/livez`, `/readyz`.
+    /// The routes the daemon serves: `GET`/`HEAD` `/health`, `/livez`, `/readyz`, `/metrics`.
     pub fn standard() -> Self {
         Router::new()
             .add(Method::GET, "/health", RateLimit::Exempt, health)
             .add(Method::GET, "/livez", RateLimit::Exempt, livez)
             .add(Method::GET, "/readyz", RateLimit::Exempt, readyz)
+            .add(Method::GET, "/metrics", RateLimit::Exempt, metrics)
     }
 }
 
@@ -96,6 +98,20 @@ async fn livez(req: Req) -> HandlerResult {
             probe(false, Some(&output))
         }
     }
+}
+
+/// `GET /metrics`: the Prometheus text exposition (format 0.0.4), health-mirroring series
+/// refreshed from the snapshot first. Never waits on anything.
+async fn metrics(req: Req) -> HandlerResult {
+    let body = req.ctx.metrics.render(&req.ctx.health);
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    let headers = response.headers_mut();
+    headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static(crate::metrics::CONTENT_TYPE),
+    );
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(response)
 }
 
 /// `GET /readyz`: 200 when the database is reachable and migrated, else 503 with the reason.

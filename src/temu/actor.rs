@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{AppConfig, ShopConfig, TemuConfig};
 use crate::health::Health;
+use crate::metrics::Metrics;
 
 use super::client::{ClientTuning, TemuClient};
 use super::envelope::{ApiResponse, TemuError};
@@ -29,6 +30,8 @@ pub struct TemuActorArgs {
     pub tuning: ClientTuning,
     /// How often every shop's token is checked (first check right after start).
     pub token_check_interval: Duration,
+    /// Where the client records API metrics (none: not recorded).
+    pub metrics: Option<Metrics>,
 }
 
 impl TemuActorArgs {
@@ -45,6 +48,7 @@ impl TemuActorArgs {
             apps,
             shops,
             health,
+            metrics: None,
         }
     }
 }
@@ -120,6 +124,9 @@ impl Actor for TemuActor {
             args.tuning.clone(),
             Some(args.health.clone()),
         )?;
+        if let Some(metrics) = &args.metrics {
+            client.set_metrics(metrics.clone());
+        }
         let cancel = CancellationToken::new();
         let interval = args.token_check_interval.max(Duration::from_secs(1));
         let checker = client.clone();

@@ -25,7 +25,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use chrono::Utc;
@@ -38,6 +38,7 @@ use tokio::time::Instant;
 
 use crate::config::{AppConfig, ShopConfig, TemuConfig};
 use crate::health::{Check, Health, Status};
+use crate::metrics::Metrics;
 
 use super::circuit::{CircuitBreaker, CircuitSnapshot};
 use super::envelope::{excerpt, ApiResponse, Envelope, ErrorClass, TemuError, TransportKind};
@@ -150,6 +151,8 @@ struct Inner {
     tokens: Mutex<BTreeMap<String, TokenState>>,
     health: Option<Health>,
     counters: Counters,
+    /// Where API metrics go, once [`TemuClient::set_metrics`] was called.
+    metrics: OnceLock<Metrics>,
 }
 
 /// The client. Cheap to clone (one shared inner).
@@ -321,11 +324,24 @@ impl TemuClient {
                 tokens: Mutex::new(tokens),
                 health,
                 counters: Counters::default(),
+                metrics: OnceLock::new(),
             }),
         };
         client.publish_circuits();
         client.publish_tokens();
         Ok(client)
+    }
+
+    /// Records API metrics (attempt durations, error codes, retries, rate-limit waits) into
+    /// `metrics` from now on. The first call wins; later calls are ignored.
+    pub fn set_metrics(&self, metrics: Metrics) {
+        let _ = self.inner.metrics.set(metrics);
+    }
+
+    /// [`set_metrics`](Self::set_metrics), builder style.
+    pub fn with_metrics(self, metrics: Metrics) -> Self {
+        self.set_metrics(metrics);
+        self
     }
 
     pub fn shop_names(&self) -> Vec<String> {
@@ -520,9 +536,13 @@ impl TemuClient {
         loop {
             attempts += 1;
             self.inner.counters.attempts.fetch_add(1, Ordering::Relaxed);
-            let outcome =
-                tokio::time::timeout_at(deadline, self.attempt(shop, api, &business, deadline))
-                    .await;
+            let mut sent_at: Option<Instant> = None;
+            let outcome = tokio::time::timeout_at(
+                deadline,
+                self.attempt(shop, api, &business, deadline, &mut sent_at),
+            )
+            .await;
+            self.observe_attempt(api, sent_at, &outcome);
             let err = match outcome {
                 Err(_elapsed) => return Err(deadline_error(attempts, last)),
                 Ok(Ok(envelope)) => return Ok(envelope),
@@ -540,7 +560,7 @@ impl TemuClient {
                 self.publish_tokens();
             }
             let class = err.class();
-            tracing::debug!(shop = %shop.name, api, attempts, class = class.as_str(), code = ?err.code(), error = %err, "temu attempt failed");
+            tracing::debug!(shop = %shop.name, temu_type = api, attempts, error_class = class.as_str(), code = ?err.code(), error = %err, "temu attempt failed");
             if class == ErrorClass::Resign && !resigned {
                 // Clock skew: sign again with a fresh timestamp, once, right away.
                 resigned = true;
@@ -549,7 +569,7 @@ impl TemuClient {
             }
             if !err.worth_retrying() || retries >= self.inner.cfg.max_retries {
                 if err.worth_retrying() {
-                    tracing::warn!(shop = %shop.name, api, attempts, error = %err, "temu call failed after its retries");
+                    tracing::warn!(shop = %shop.name, temu_type = api, attempts, error_class = class.as_str(), error = %err, "temu call failed after its retries");
                 }
                 return Err(err);
             }
@@ -559,8 +579,34 @@ impl TemuClient {
             }
             retries += 1;
             self.inner.counters.retries.fetch_add(1, Ordering::Relaxed);
+            if let Some(m) = self.inner.metrics.get() {
+                m.record_api_retry(api);
+            }
             last = Some(err);
             tokio::time::sleep(delay).await;
+        }
+    }
+
+    /// Metrics for one attempt: its HTTP duration (from the send; zero when it was rejected before
+    /// sending) by outcome, and the error code of a failure.
+    fn observe_attempt(
+        &self,
+        api: &str,
+        sent_at: Option<Instant>,
+        outcome: &Result<Result<Envelope, TemuError>, tokio::time::error::Elapsed>,
+    ) {
+        let Some(metrics) = self.inner.metrics.get() else {
+            return;
+        };
+        let took = sent_at.map(|t| t.elapsed()).unwrap_or(Duration::ZERO);
+        let (label, code) = match outcome {
+            Ok(Ok(_)) => ("ok", None),
+            Err(_) => ("timeout", Some("deadline".to_string())),
+            Ok(Err(err)) => (attempt_outcome(err), Some(error_code_label(err))),
+        };
+        metrics.record_api_attempt(api, label, took);
+        if let Some(code) = code {
+            metrics.record_api_error(api, &code);
         }
     }
 
@@ -584,6 +630,7 @@ impl TemuClient {
         api: &str,
         business: &Params,
         deadline: Instant,
+        sent_at: &mut Option<Instant>,
     ) -> Result<Envelope, TemuError> {
         let inner = &*self.inner;
         let permit = shop
@@ -604,7 +651,14 @@ impl TemuClient {
                 });
             }
         };
+        let limit_wait = Instant::now();
         shop.limiter.until_ready().await;
+        let waited = limit_wait.elapsed();
+        if waited >= Duration::from_millis(1) {
+            if let Some(m) = inner.metrics.get() {
+                m.record_rate_limit_wait(&shop.name, waited);
+            }
+        }
         let _in_flight = InFlight::enter(&inner.counters);
 
         let mut params = business.clone();
@@ -626,6 +680,7 @@ impl TemuClient {
         let body = params.to_body(&sign);
 
         let remaining = deadline.saturating_duration_since(Instant::now());
+        *sent_at = Some(Instant::now());
         let sent = inner
             .http
             .post(&shop.url)
@@ -765,6 +820,44 @@ impl TemuClient {
             .map(|(shop, state)| state.check(shop, now))
             .collect();
         health.set_checks(HEALTH_TOKENS, checks);
+    }
+}
+
+/// The `outcome` label of a failed attempt.
+fn attempt_outcome(err: &TemuError) -> &'static str {
+    match err {
+        TemuError::Api { .. } => "api_error",
+        TemuError::Http { .. } => "http_error",
+        TemuError::Transport { .. } => "transport",
+        TemuError::Decode { .. } => "decode",
+        TemuError::CircuitOpen { .. } | TemuError::PoolTimeout { .. } => "rejected",
+        TemuError::Deadline { .. } => "timeout",
+        TemuError::Config(_) | TemuError::Unavailable(_) => "error",
+    }
+}
+
+/// The `code` label of `temu_sync_api_errors_total`: the Temu error code, or a short class for
+/// errors without one. Never a message (unbounded, and may quote input).
+pub fn error_code_label(err: &TemuError) -> String {
+    match err {
+        TemuError::Api { code, .. } => code.to_string(),
+        TemuError::Http { status, .. } => format!("http_{status}"),
+        TemuError::Transport { kind, .. } => {
+            let kind = match kind {
+                TransportKind::Connect => "connect",
+                TransportKind::Timeout => "timeout",
+                TransportKind::Reset => "reset",
+                TransportKind::Read => "read",
+                TransportKind::Other => "other",
+            };
+            format!("transport_{kind}")
+        }
+        TemuError::Decode { .. } => "decode".to_string(),
+        TemuError::CircuitOpen { .. } => "circuit_open".to_string(),
+        TemuError::PoolTimeout { .. } => "pool_timeout".to_string(),
+        TemuError::Deadline { .. } => "deadline".to_string(),
+        TemuError::Config(_) => "config".to_string(),
+        TemuError::Unavailable(_) => "unavailable".to_string(),
     }
 }
 

@@ -1,0 +1,549 @@
+//! Prometheus metrics: the registry, the recording API the other parts call, and the text served
+//! at `GET /metrics`.
+//!
+//! Owns: every series name, its help text, label set and histogram buckets ([`Metrics`]). Event
+//! series (sync runs, API attempts, checkout waits) are recorded by their producers through the
+//! methods below; state series (pool counters, actor restarts, health per check, circuit state,
+//! token expiry) mirror the [`Health`] snapshot and are refreshed from it at scrape time by
+//! [`Metrics::render`], so they can never disagree with `/health`.
+//!
+//! Backend: `metrics` + `metrics-exporter-prometheus` without default features (no listener of its
+//! own; we serve the text from our hyper route). Chosen over `prometheus-client` because it writes
+//! the Prometheus text format 0.0.4 that `/metrics` advertises and `promtool check metrics` parses
+//! (prometheus-client writes OpenMetrics only: `_total` samples under a family without the suffix
+//! and `info` types, which the 0.0.4 parser does not understand). The recorder is *not* installed
+//! globally: each [`Metrics`] owns its own, so tests in one process stay independent.
+//!
+//! Must not: put an unbounded value in a label — labels are shop and stream names (from the
+//! configuration), API names, outcome and error-code classes, actor and check names, router URLs
+//! without credentials. Never an order id, a request id, a token or an error message.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use metrics::{Key, Label, Level, Metadata, Recorder, SharedString, Unit};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusRecorder};
+
+use crate::health::{Health, Status};
+
+/// `Content-Type` of the text exposition format.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Series names (all prefixed `temu_sync_`).
+pub mod names {
+    pub const BUILD_INFO: &str = "temu_sync_build_info";
+    pub const START_TIME: &str = "temu_sync_start_time_seconds";
+    pub const SYNC_RUNS: &str = "temu_sync_sync_runs_total";
+    pub const SYNC_RECORDS: &str = "temu_sync_sync_records_total";
+    pub const SYNC_PAGES: &str = "temu_sync_sync_pages_total";
+    pub const SYNC_RUN_DURATION: &str = "temu_sync_sync_run_duration_seconds";
+    pub const SYNC_LAG: &str = "temu_sync_sync_lag_seconds";
+    pub const SYNC_LAST_SUCCESS: &str = "temu_sync_sync_last_success_timestamp_seconds";
+    pub const API_DURATION: &str = "temu_sync_api_request_duration_seconds";
+    pub const API_ERRORS: &str = "temu_sync_api_errors_total";
+    pub const API_RETRIES: &str = "temu_sync_api_retries_total";
+    pub const API_RATE_LIMIT_WAIT: &str = "temu_sync_api_rate_limit_wait_seconds";
+    pub const API_CIRCUIT_STATE: &str = "temu_sync_api_circuit_state";
+    pub const TOKEN_EXPIRY: &str = "temu_sync_token_expiry_timestamp_seconds";
+    pub const DB_UP: &str = "temu_sync_db_up";
+    pub const DB_POOL_CONNECTIONS: &str = "temu_sync_db_pool_connections";
+    pub const DB_POOL_MAX: &str = "temu_sync_db_pool_max_connections";
+    pub const DB_POOL_WAITING: &str = "temu_sync_db_pool_waiting";
+    pub const DB_CHECKOUT_WAIT: &str = "temu_sync_db_checkout_wait_seconds";
+    pub const DB_CHECKOUT_TIMEOUTS: &str = "temu_sync_db_checkout_timeouts_total";
+    pub const DB_BROKEN: &str = "temu_sync_db_broken_connections_total";
+    pub const ACTOR_RESTARTS: &str = "temu_sync_actor_restarts_total";
+    pub const HEALTH_STATUS: &str = "temu_sync_health_status";
+    pub const HEALTH_CHECK_STATUS: &str = "temu_sync_health_check_status";
+}
+
+/// How a sync run ended (the `outcome` label of `temu_sync_sync_runs_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunOutcome {
+    Success,
+    /// Failed (API, database, or decode error); the next interval tries again.
+    Failure,
+    /// Cancelled by `sync.task_timeout`.
+    Timeout,
+    /// Stopped by shutdown before it finished.
+    Cancelled,
+}
+
+impl RunOutcome {
+    pub const ALL: [RunOutcome; 4] = [
+        RunOutcome::Success,
+        RunOutcome::Failure,
+        RunOutcome::Timeout,
+        RunOutcome::Cancelled,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunOutcome::Success => "success",
+            RunOutcome::Failure => "failure",
+            RunOutcome::Timeout => "timeout",
+            RunOutcome::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// Buckets of the sync run duration histogram (seconds): a run is seconds to an hour.
+const RUN_BUCKETS: &[f64] = &[
+    0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0,
+];
+/// Buckets of the API request duration histogram (seconds).
+const API_BUCKETS: &[f64] = &[0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
+/// Buckets of the database checkout wait histogram (seconds).
+const CHECKOUT_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 10.0, 30.0,
+];
+
+const META: Metadata<'static> = Metadata::new("temu_sync", Level::INFO, Some("temu_sync::metrics"));
+
+struct Inner {
+    recorder: PrometheusRecorder,
+}
+
+/// The registry. Cheap to clone; every clone records into the same series.
+#[derive(Clone)]
+pub struct Metrics {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn labels(pairs: &[(&'static str, &str)]) -> Vec<Label> {
+    pairs
+        .iter()
+        .map(|(k, v)| Label::new(*k, v.to_string()))
+        .collect()
+}
+
+fn status_value(status: Status) -> f64 {
+    match status {
+        Status::Pass => 0.0,
+        Status::Warn => 1.0,
+        Status::Fail => 2.0,
+    }
+}
+
+impl Metrics {
+    /// A fresh registry with every label-free series registered (so they show from the first
+    /// scrape) and `temu_sync_build_info` set.
+    pub fn new() -> Self {
+        let mut builder = PrometheusBuilder::new();
+        for (name, buckets) in [
+            (names::SYNC_RUN_DURATION, RUN_BUCKETS),
+            (names::API_DURATION, API_BUCKETS),
+            (names::DB_CHECKOUT_WAIT, CHECKOUT_BUCKETS),
+            (names::API_RATE_LIMIT_WAIT, CHECKOUT_BUCKETS),
+        ] {
+            // Only fails on empty buckets, which these constants are not.
+            builder = match builder.set_buckets_for_metric(Matcher::Full(name.to_string()), buckets)
+            {
+                Ok(b) => b,
+                Err(_) => unreachable!("histogram buckets are non-empty constants"),
+            };
+        }
+        let metrics = Self {
+            inner: Arc::new(Inner {
+                recorder: builder.build_recorder(),
+            }),
+        };
+        metrics.describe_all();
+        metrics.gauge(
+            names::BUILD_INFO,
+            &[("version", env!("CARGO_PKG_VERSION"))],
+            1.0,
+        );
+        let start = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or(0.0);
+        metrics.gauge(names::START_TIME, &[], start);
+        metrics.counter_absolute(names::DB_CHECKOUT_TIMEOUTS, &[], 0);
+        metrics.counter_absolute(names::DB_BROKEN, &[], 0);
+        metrics.gauge(names::DB_UP, &[], 0.0);
+        metrics.gauge(names::DB_POOL_WAITING, &[], 0.0);
+        metrics.gauge(names::DB_POOL_MAX, &[], 0.0);
+        for state in ["idle", "in_use"] {
+            metrics.gauge(names::DB_POOL_CONNECTIONS, &[("state", state)], 0.0);
+        }
+        let _ = metrics
+            .inner
+            .recorder
+            .register_histogram(&Key::from_name(names::DB_CHECKOUT_WAIT), &META);
+        metrics
+    }
+
+    fn describe_all(&self) {
+        use names::*;
+        let r = &self.inner.recorder;
+        let c = |name: &'static str, unit: Option<Unit>, help: &'static str| {
+            r.describe_counter(name.into(), unit, SharedString::const_str(help))
+        };
+        c(SYNC_RUNS, None, "Sync runs finished, by shop, stream and outcome (success, failure, timeout, cancelled).");
+        c(
+            SYNC_RECORDS,
+            None,
+            "Records written by sync runs, by shop, stream and action (inserted, updated).",
+        );
+        c(
+            SYNC_PAGES,
+            None,
+            "API pages fetched by sync runs, by shop and stream.",
+        );
+        c(API_ERRORS, None, "Failed Temu API attempts, by API type and error code (Temu code, http_<status>, transport_<kind>, decode, circuit_open, pool_timeout).");
+        c(
+            API_RETRIES,
+            None,
+            "Temu API attempts retried after a retryable error, by API type.",
+        );
+        c(
+            DB_CHECKOUT_TIMEOUTS,
+            None,
+            "Database checkouts that gave up after database.pool_timeout.",
+        );
+        c(
+            DB_BROKEN,
+            None,
+            "Database connections closed because they were broken or left inside a transaction.",
+        );
+        c(
+            ACTOR_RESTARTS,
+            None,
+            "Restarts of each supervised actor since the daemon started.",
+        );
+        let g = |name: &'static str, unit: Option<Unit>, help: &'static str| {
+            r.describe_gauge(name.into(), unit, SharedString::const_str(help))
+        };
+        g(
+            BUILD_INFO,
+            None,
+            "Always 1; the version label says which build runs.",
+        );
+        g(
+            START_TIME,
+            Some(Unit::Seconds),
+            "When the daemon started, in seconds since the Unix epoch.",
+        );
+        g(SYNC_LAG, Some(Unit::Seconds), "How far the stored data lags behind Temu for a shop and stream (now minus the newest synced change).");
+        g(SYNC_LAST_SUCCESS, Some(Unit::Seconds), "When the last successful run of a shop and stream finished, in seconds since the Unix epoch.");
+        g(
+            API_CIRCUIT_STATE,
+            None,
+            "Circuit breaker per Temu router: 0 closed, 1 half-open, 2 open.",
+        );
+        g(TOKEN_EXPIRY, Some(Unit::Seconds), "When each shop's access token expires, in seconds since the Unix epoch (absent until checked).");
+        g(
+            DB_UP,
+            None,
+            "1 when the last database ping succeeded, else 0.",
+        );
+        g(
+            DB_POOL_CONNECTIONS,
+            None,
+            "Open pooled database connections by state (idle, in_use).",
+        );
+        g(
+            DB_POOL_MAX,
+            None,
+            "Largest number of pooled connections (pool_size + max_overflow).",
+        );
+        g(
+            DB_POOL_WAITING,
+            None,
+            "Callers waiting for a pooled database connection right now.",
+        );
+        g(
+            HEALTH_STATUS,
+            None,
+            "Overall health as on /health: 0 pass, 1 warn, 2 fail.",
+        );
+        g(
+            HEALTH_CHECK_STATUS,
+            None,
+            "Each health check and component: 0 pass, 1 warn, 2 fail.",
+        );
+        let h = |name: &'static str, help: &'static str| {
+            r.describe_histogram(
+                name.into(),
+                Some(Unit::Seconds),
+                SharedString::const_str(help),
+            )
+        };
+        h(
+            SYNC_RUN_DURATION,
+            "Duration of sync runs, by shop and stream.",
+        );
+        h(API_DURATION, "Duration of Temu API attempts, by API type and outcome (ok, api_error, http_error, transport, decode, rejected).");
+        h(API_RATE_LIMIT_WAIT, "Waits for an app's QPS budget before a Temu API attempt, by shop (only attempts that waited).");
+        h(
+            DB_CHECKOUT_WAIT,
+            "Time spent waiting for a pooled database connection.",
+        );
+    }
+
+    fn counter_add(&self, name: &'static str, pairs: &[(&'static str, &str)], n: u64) {
+        self.inner
+            .recorder
+            .register_counter(&Key::from_parts(name, labels(pairs)), &META)
+            .increment(n);
+    }
+
+    fn counter_absolute(&self, name: &'static str, pairs: &[(&'static str, &str)], v: u64) {
+        self.inner
+            .recorder
+            .register_counter(&Key::from_parts(name, labels(pairs)), &META)
+            .absolute(v);
+    }
+
+    fn gauge(&self, name: &'static str, pairs: &[(&'static str, &str)], v: f64) {
+        self.inner
+            .recorder
+            .register_gauge(&Key::from_parts(name, labels(pairs)), &META)
+            .set(v);
+    }
+
+    fn observe(&self, name: &'static str, pairs: &[(&'static str, &str)], v: f64) {
+        self.inner
+            .recorder
+            .register_histogram(&Key::from_parts(name, labels(pairs)), &META)
+            .record(v);
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Sync (called by the sync engine)
+
+    /// Registers every sync series of `shop` × `stream` at zero, so dashboards and alerts see the
+    /// stream before its first run finishes.
+    pub fn init_sync_series(&self, shop: &str, stream: &str) {
+        let base = [("shop", shop), ("stream", stream)];
+        for outcome in RunOutcome::ALL {
+            self.counter_add(
+                names::SYNC_RUNS,
+                &[
+                    ("shop", shop),
+                    ("stream", stream),
+                    ("outcome", outcome.as_str()),
+                ],
+                0,
+            );
+        }
+        for action in ["inserted", "updated"] {
+            self.counter_add(
+                names::SYNC_RECORDS,
+                &[("shop", shop), ("stream", stream), ("action", action)],
+                0,
+            );
+        }
+        self.counter_add(names::SYNC_PAGES, &base, 0);
+        let _ = self.inner.recorder.register_histogram(
+            &Key::from_parts(names::SYNC_RUN_DURATION, labels(&base)),
+            &META,
+        );
+    }
+
+    /// One finished sync run: its outcome, how long it took, pages fetched and records written.
+    // The flat argument list is the agreed call shape for the sync engine.
+    #[allow(clippy::too_many_arguments)]
+    pub fn record_run(
+        &self,
+        shop: &str,
+        stream: &str,
+        outcome: RunOutcome,
+        duration: Duration,
+        pages: u64,
+        inserted: u64,
+        updated: u64,
+    ) {
+        let base = [("shop", shop), ("stream", stream)];
+        self.counter_add(
+            names::SYNC_RUNS,
+            &[
+                ("shop", shop),
+                ("stream", stream),
+                ("outcome", outcome.as_str()),
+            ],
+            1,
+        );
+        self.counter_add(
+            names::SYNC_RECORDS,
+            &[("shop", shop), ("stream", stream), ("action", "inserted")],
+            inserted,
+        );
+        self.counter_add(
+            names::SYNC_RECORDS,
+            &[("shop", shop), ("stream", stream), ("action", "updated")],
+            updated,
+        );
+        self.counter_add(names::SYNC_PAGES, &base, pages);
+        self.observe(names::SYNC_RUN_DURATION, &base, duration.as_secs_f64());
+        if outcome == RunOutcome::Success {
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_secs_f64())
+                .unwrap_or(0.0);
+            self.gauge(names::SYNC_LAST_SUCCESS, &base, now);
+        }
+    }
+
+    /// Pages fetched so far by a running sync (for progress during long runs; [`record_run`]
+    /// adds the run's pages itself, so call one or the other for a page, not both).
+    ///
+    /// [`record_run`]: Metrics::record_run
+    pub fn add_pages(&self, shop: &str, stream: &str, pages: u64) {
+        self.counter_add(
+            names::SYNC_PAGES,
+            &[("shop", shop), ("stream", stream)],
+            pages,
+        );
+    }
+
+    /// How far `shop`/`stream` lags behind Temu, in seconds.
+    pub fn set_lag(&self, shop: &str, stream: &str, secs: f64) {
+        self.gauge(
+            names::SYNC_LAG,
+            &[("shop", shop), ("stream", stream)],
+            secs.max(0.0),
+        );
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Temu API (called by the client)
+
+    /// One API attempt: `api` is the Temu `type` (e.g. `bg.order.list.v2.get`), `outcome` one of
+    /// `ok`, `api_error`, `http_error`, `transport`, `decode`, `rejected`.
+    pub fn record_api_attempt(&self, api: &str, outcome: &str, duration: Duration) {
+        self.observe(
+            names::API_DURATION,
+            &[("type", api), ("outcome", outcome)],
+            duration.as_secs_f64(),
+        );
+    }
+
+    /// A failed attempt's error code: the Temu code, `http_<status>`, `transport_<kind>`, …
+    pub fn record_api_error(&self, api: &str, code: &str) {
+        self.counter_add(names::API_ERRORS, &[("type", api), ("code", code)], 1);
+    }
+
+    pub fn record_api_retry(&self, api: &str) {
+        self.counter_add(names::API_RETRIES, &[("type", api)], 1);
+    }
+
+    /// An attempt waited `waited` for its app's QPS budget (`_count` of the histogram counts the
+    /// waits, `_sum` adds up the time).
+    pub fn record_rate_limit_wait(&self, shop: &str, waited: Duration) {
+        self.observe(
+            names::API_RATE_LIMIT_WAIT,
+            &[("shop", shop)],
+            waited.as_secs_f64(),
+        );
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Database (called by the pool)
+
+    /// Time a checkout waited for a connection (successful or not).
+    pub fn record_checkout_wait(&self, waited: Duration) {
+        self.observe(names::DB_CHECKOUT_WAIT, &[], waited.as_secs_f64());
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Scrape
+
+    /// Refreshes the series that mirror the health snapshot, then renders the text exposition.
+    pub fn render(&self, health: &Health) -> String {
+        self.refresh_from_health(health);
+        self.inner.recorder.handle().render()
+    }
+
+    /// Copies the health snapshot into the state series.
+    pub fn refresh_from_health(&self, health: &Health) {
+        let db = health.db();
+        self.gauge(names::DB_UP, &[], if db.reachable { 1.0 } else { 0.0 });
+        self.gauge(
+            names::DB_POOL_CONNECTIONS,
+            &[("state", "idle")],
+            f64::from(db.pool.idle),
+        );
+        self.gauge(
+            names::DB_POOL_CONNECTIONS,
+            &[("state", "in_use")],
+            f64::from(db.pool.in_use),
+        );
+        self.gauge(names::DB_POOL_MAX, &[], f64::from(db.pool.max_size));
+        self.gauge(names::DB_POOL_WAITING, &[], db.pool.waiting as f64);
+        self.counter_absolute(names::DB_CHECKOUT_TIMEOUTS, &[], db.pool.checkout_timeouts);
+        self.counter_absolute(names::DB_BROKEN, &[], db.pool.broken_closed);
+        for (name, child) in health.children() {
+            self.counter_absolute(names::ACTOR_RESTARTS, &[("actor", &name)], child.restarts);
+        }
+        let report = health.report();
+        self.gauge(names::HEALTH_STATUS, &[], status_value(report.status));
+        for (check, entries) in &report.checks {
+            for entry in entries {
+                let component = entry.component_id.as_deref().unwrap_or("");
+                self.gauge(
+                    names::HEALTH_CHECK_STATUS,
+                    &[("check", check), ("component", component)],
+                    status_value(entry.status),
+                );
+                let observed = entry.observed_value.as_ref();
+                if check == crate::temu::client::HEALTH_CIRCUIT {
+                    let state = observed
+                        .and_then(|v| v.get("state"))
+                        .and_then(|s| s.as_str())
+                        .unwrap_or("closed");
+                    let value = match state {
+                        "closed" => 0.0,
+                        "open" => 2.0,
+                        _ => 1.0,
+                    };
+                    self.gauge(names::API_CIRCUIT_STATE, &[("target", component)], value);
+                }
+                if check == crate::temu::client::HEALTH_TOKENS {
+                    let expires = observed
+                        .and_then(|v| v.as_str())
+                        .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok());
+                    if let Some(at) = expires {
+                        self.gauge(
+                            names::TOKEN_EXPIRY,
+                            &[("shop", component)],
+                            at.timestamp() as f64,
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn build_info_and_label_free_series_exist_from_the_start() {
+        let m = Metrics::new();
+        let text = m.render(&Health::new("t"));
+        assert!(text.contains("# TYPE temu_sync_build_info gauge"), "{text}");
+        assert!(text.contains(&format!(
+            "temu_sync_build_info{{version=\"{}\"}} 1",
+            env!("CARGO_PKG_VERSION")
+        )));
+        assert!(text.contains("# TYPE temu_sync_db_checkout_wait_seconds histogram"));
+        assert!(text.contains("temu_sync_db_up 0"));
+        assert!(text.contains("temu_sync_health_status 2"), "{text}");
+    }
+}
