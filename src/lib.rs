@@ -10,6 +10,7 @@ pub mod db;
 pub mod health;
 pub mod http;
 pub mod sim;
+pub mod store;
 pub mod supervisor;
 pub mod telemetry;
 pub mod temu;
