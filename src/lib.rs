@@ -12,6 +12,7 @@ pub mod http;
 pub mod metrics;
 pub mod ops;
 pub mod sim;
+pub mod store;
 pub mod supervisor;
 pub mod telemetry;
 pub mod temu;

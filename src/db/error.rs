@@ -26,6 +26,14 @@ pub enum DbError {
     /// Applying the embedded migrations failed.
     #[error("database migration failed: {0}")]
     Migration(String),
+    /// `owner` no longer holds the sync lease of (shop, stream): another daemon took it over.
+    /// Returned from inside a transaction so that the work it guards rolls back.
+    #[error("sync lease of shop {shop_id} / {stream} is no longer held by {owner}")]
+    LeaseLost {
+        shop_id: i64,
+        stream: String,
+        owner: String,
+    },
     /// The configuration cannot be turned into a connection.
     #[error("database configuration: {0}")]
     Config(String),

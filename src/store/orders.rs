@@ -1,0 +1,222 @@
+//! Shops, and orders with their items.
+//!
+//! Owns: `shops` rows ([`ensure_shop`], [`set_shop_mall_id`]) and the order upsert: one
+//! statement per table per batch; a stored order is replaced only by a strictly newer version
+//! (Temu's `updateTime`), or by a different body with the same `updateTime`; an order's items are
+//! replaced only when the order itself was inserted or replaced (invariant 2).
+//!
+//! Must not: open its own transaction or touch the sync cursor — the caller commits the rows and
+//! the cursor together.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel::upsert::excluded;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use serde_json::Value;
+
+use super::records::{OrderItemRecord, OrderRecord};
+use super::{inserted_flag, newest_per_key, on_conflict_where, Upserted};
+use crate::db::schema::{order_items, orders, shops};
+use crate::db::DbError;
+
+/// The id of the shop named `name` (our configuration name), creating it if needed; `region` is
+/// brought up to date.
+pub async fn ensure_shop(
+    conn: &mut AsyncPgConnection,
+    name: &str,
+    region: &str,
+) -> Result<i64, DbError> {
+    let id = diesel::insert_into(shops::table)
+        .values((shops::name.eq(name), shops::region.eq(region)))
+        .on_conflict(shops::name)
+        .do_update()
+        .set((
+            shops::region.eq(excluded(shops::region)),
+            shops::updated_at.eq(diesel::dsl::now),
+        ))
+        .returning(shops::id)
+        .get_result(conn)
+        .await?;
+    Ok(id)
+}
+
+/// Records the shop's Temu `mallId` (learned from the token info).
+pub async fn set_shop_mall_id(
+    conn: &mut AsyncPgConnection,
+    shop_id: i64,
+    mall_id: &str,
+) -> Result<(), DbError> {
+    diesel::update(shops::table.find(shop_id))
+        .filter(shops::mall_id.is_distinct_from(mall_id))
+        .set((
+            shops::mall_id.eq(mall_id),
+            shops::updated_at.eq(diesel::dsl::now),
+        ))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = orders)]
+struct NewOrder<'a> {
+    shop_id: i64,
+    parent_order_sn: &'a str,
+    status: Option<i32>,
+    order_time: Option<DateTime<Utc>>,
+    updated_at: DateTime<Utc>,
+    expect_ship_latest_time: Option<DateTime<Utc>>,
+    region_id: Option<i64>,
+    site_id: Option<i64>,
+    raw: &'a Value,
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = order_items)]
+struct NewOrderItem<'a> {
+    order_id: i64,
+    shop_id: i64,
+    order_sn: &'a str,
+    goods_id: Option<&'a str>,
+    sku_id: Option<&'a str>,
+    status: Option<i32>,
+    quantity: Option<i64>,
+    original_quantity: Option<i64>,
+    canceled_quantity_before_shipment: Option<i64>,
+    fulfillment_type: Option<i32>,
+    product_sku_id: Option<&'a str>,
+    product_id: Option<&'a str>,
+    ext_code: Option<&'a str>,
+}
+
+impl<'a> NewOrderItem<'a> {
+    fn new(order_id: i64, shop_id: i64, item: &'a OrderItemRecord) -> Self {
+        Self {
+            order_id,
+            shop_id,
+            order_sn: &item.order_sn,
+            goods_id: item.goods_id.as_deref(),
+            sku_id: item.sku_id.as_deref(),
+            status: item.status,
+            quantity: item.quantity,
+            original_quantity: item.original_quantity,
+            canceled_quantity_before_shipment: item.canceled_quantity_before_shipment,
+            fulfillment_type: item.fulfillment_type,
+            product_sku_id: item.product_sku_id.as_deref(),
+            product_id: item.product_id.as_deref(),
+            ext_code: item.ext_code.as_deref(),
+        }
+    }
+}
+
+/// Upserts a batch of orders of one shop and replaces the items of those that changed.
+///
+/// A stored order is replaced when the incoming `updated_at` is later, or equal with a different
+/// raw body; an older or identical record leaves the row and its items untouched (`unchanged`).
+/// Within the batch the newest record per `parent_order_sn` wins (the others count as
+/// `unchanged`). Three statements whatever the batch size: upsert orders, delete the changed
+/// orders' items, insert their items.
+pub async fn upsert_orders(
+    conn: &mut AsyncPgConnection,
+    shop_id: i64,
+    records: &[OrderRecord],
+) -> Result<Upserted, DbError> {
+    if records.is_empty() {
+        return Ok(Upserted::default());
+    }
+    let batch = newest_per_key(
+        records,
+        |r| r.parent_order_sn.as_str(),
+        |later, earlier| later.updated_at < earlier.updated_at,
+    );
+    let rows: Vec<NewOrder<'_>> = batch
+        .iter()
+        .map(|r| NewOrder {
+            shop_id,
+            parent_order_sn: &r.parent_order_sn,
+            status: r.status,
+            order_time: r.order_time,
+            updated_at: r.updated_at,
+            expect_ship_latest_time: r.expect_ship_latest_time,
+            region_id: r.region_id,
+            site_id: r.site_id,
+            raw: &r.raw,
+        })
+        .collect();
+    let changed: Vec<(i64, String, bool)> = on_conflict_where(
+        diesel::insert_into(orders::table)
+            .values(&rows)
+            .on_conflict((orders::shop_id, orders::parent_order_sn))
+            .do_update()
+            .set((
+                orders::status.eq(excluded(orders::status)),
+                orders::order_time.eq(excluded(orders::order_time)),
+                orders::updated_at.eq(excluded(orders::updated_at)),
+                orders::expect_ship_latest_time.eq(excluded(orders::expect_ship_latest_time)),
+                orders::region_id.eq(excluded(orders::region_id)),
+                orders::site_id.eq(excluded(orders::site_id)),
+                orders::raw.eq(excluded(orders::raw)),
+                orders::last_synced_at.eq(diesel::dsl::now),
+            )),
+        orders::updated_at
+            .lt(excluded(orders::updated_at))
+            .or(orders::updated_at
+                .eq(excluded(orders::updated_at))
+                .and(orders::raw.is_distinct_from(excluded(orders::raw)))),
+    )
+    .returning((orders::id, orders::parent_order_sn, inserted_flag()))
+    .get_results(conn)
+    .await?;
+    let counts = Upserted::from_returned(records.len(), changed.iter().map(|c| c.2));
+    if changed.is_empty() {
+        return Ok(counts);
+    }
+
+    let ids: HashMap<&str, i64> = changed
+        .iter()
+        .map(|(id, sn, _)| (sn.as_str(), *id))
+        .collect();
+    let changed_ids: Vec<i64> = changed.iter().map(|c| c.0).collect();
+    diesel::delete(order_items::table.filter(order_items::order_id.eq_any(&changed_ids)))
+        .execute(conn)
+        .await?;
+
+    let items: Vec<(i64, &OrderItemRecord)> = batch
+        .iter()
+        .filter_map(|r| ids.get(r.parent_order_sn.as_str()).map(|id| (*id, r)))
+        .flat_map(|(id, r)| r.items.iter().map(move |item| (id, item)))
+        .collect();
+    // A child order listed twice (in one parent or in two) is stored once, as last listed.
+    let items = newest_per_key(&items, |(_, item)| item.order_sn.as_str(), |_, _| false);
+    if items.is_empty() {
+        return Ok(counts);
+    }
+    let item_rows: Vec<NewOrderItem<'_>> = items
+        .iter()
+        .map(|(order_id, item)| NewOrderItem::new(*order_id, shop_id, item))
+        .collect();
+    // A child order that moved to another parent is taken over by its new parent.
+    diesel::insert_into(order_items::table)
+        .values(&item_rows)
+        .on_conflict((order_items::shop_id, order_items::order_sn))
+        .do_update()
+        .set((
+            order_items::order_id.eq(excluded(order_items::order_id)),
+            order_items::goods_id.eq(excluded(order_items::goods_id)),
+            order_items::sku_id.eq(excluded(order_items::sku_id)),
+            order_items::status.eq(excluded(order_items::status)),
+            order_items::quantity.eq(excluded(order_items::quantity)),
+            order_items::original_quantity.eq(excluded(order_items::original_quantity)),
+            order_items::canceled_quantity_before_shipment
+                .eq(excluded(order_items::canceled_quantity_before_shipment)),
+            order_items::fulfillment_type.eq(excluded(order_items::fulfillment_type)),
+            order_items::product_sku_id.eq(excluded(order_items::product_sku_id)),
+            order_items::product_id.eq(excluded(order_items::product_id)),
+            order_items::ext_code.eq(excluded(order_items::ext_code)),
+        ))
+        .execute(conn)
+        .await?;
+    Ok(counts)
+}
