@@ -14,6 +14,7 @@ pub mod ops;
 pub mod sim;
 pub mod store;
 pub mod supervisor;
+pub mod sync;
 pub mod telemetry;
 pub mod temu;
 pub mod testkit;

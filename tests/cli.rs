@@ -140,7 +140,7 @@ fn migrate_creates_the_database_and_is_idempotent() {
     let first = run_with(&yaml, &["migrate"], &[]);
     assert_eq!(first.status.code(), Some(0), "{}", stderr(&first));
     let printed = String::from_utf8_lossy(&first.stdout);
-    assert!(printed.contains("applied 1 migration"), "{printed}");
+    assert!(printed.contains("applied 3 migration"), "{printed}");
     let second = run_with(&yaml, &["migrate"], &[]);
     assert_eq!(second.status.code(), Some(0), "{}", stderr(&second));
     assert!(String::from_utf8_lossy(&second.stdout).contains("applied 0 migration"));

@@ -23,6 +23,7 @@ use crate::http::{self, HttpContext};
 use crate::metrics::Metrics;
 use crate::ops::{status_line, Notifier};
 use crate::supervisor::{ActorChild, ChildSpec, Outcome, SupervisorArgs, SupervisorHandle};
+use crate::sync::{actor_name, SyncActor, SyncActorArgs, SyncBoard, SyncControl, SyncMsg};
 use crate::temu::actor::{TemuActor, TemuActorArgs, TemuMsg};
 
 /// Name of the database actor in the supervisor tree.
@@ -32,6 +33,16 @@ pub const TEMU_ACTOR: &str = "temu";
 
 /// Runs the daemon until SIGTERM/SIGINT (exit 0) or a supervisor meltdown (exit 69).
 pub async fn run(config: Config) -> i32 {
+    run_with(config, SyncBoard::default(), shutdown_signal()).await
+}
+
+/// Runs the daemon with a given sync board until `shutdown` completes (its value names the
+/// reason in the log) or the supervisor melts down.
+pub async fn run_with(
+    config: Config,
+    board: SyncBoard,
+    shutdown_when: impl std::future::Future<Output = &'static str>,
+) -> i32 {
     let instance = Instance::current();
     let health = Health::new(instance.id.clone());
     let notifier = Notifier::from_env();
@@ -59,7 +70,7 @@ pub async fn run(config: Config) -> i32 {
         }
     };
 
-    let children = daemon_children(&config, &db, &health, &instance, &metrics);
+    let children = daemon_children(&config, &db, &health, &board, &instance, &metrics);
     let args = SupervisorArgs {
         config: config.supervisor.clone(),
         children,
@@ -82,7 +93,21 @@ pub async fn run(config: Config) -> i32 {
         metrics: metrics.clone(),
     };
     let drain = config.supervisor.shutdown_timeout / 2;
-    let server = tokio::spawn(http::serve(listener, ctx, shutdown.clone(), drain));
+    let router = crate::sync::control::routes(
+        http::Router::standard(),
+        SyncControl {
+            board: board.clone(),
+            admin_token: config.http.admin_token.clone(),
+            call_timeout: config.supervisor.call_timeout,
+        },
+    );
+    let server = tokio::spawn(http::serve_with_router(
+        listener,
+        ctx,
+        router,
+        shutdown.clone(),
+        drain,
+    ));
     tracing::info!(listen = %config.http.listen, instance = %instance.id, version = env!("CARGO_PKG_VERSION"), "temu-sync started");
 
     // The listener is bound and the supervisor runs: ready, whatever the database says.
@@ -100,7 +125,7 @@ pub async fn run(config: Config) -> i32 {
     }
 
     let outcome = tokio::select! {
-        signal = shutdown_signal() => {
+        signal = shutdown_when => {
             tracing::info!(%signal, "shutting down");
             notify_task.cancel();
             notifier.stopping(&format!("stopping ({signal})"));
@@ -143,11 +168,13 @@ pub async fn run(config: Config) -> i32 {
     }
 }
 
-/// The supervised actors of the daemon, in start order (stopped in reverse).
+/// The supervised actors of the daemon, in start order (stopped in reverse): the database, the
+/// Temu client, then one sync actor per configured shop × stream.
 pub fn daemon_children(
     config: &Config,
     db: &Database,
     health: &Health,
+    board: &SyncBoard,
     instance: &Instance,
     metrics: &Metrics,
 ) -> Vec<Arc<dyn ChildSpec>> {
@@ -163,7 +190,7 @@ pub fn daemon_children(
         health.clone(),
     );
     temu_args.metrics = Some(metrics.clone());
-    vec![
+    let mut children: Vec<Arc<dyn ChildSpec>> = vec![
         Arc::new(ActorChild::new(
             DB_ACTOR,
             move || (DbActor, db_args.clone()),
@@ -174,7 +201,36 @@ pub fn daemon_children(
             move || (TemuActor, temu_args.clone()),
             TemuMsg::Ping,
         )),
-    ]
+    ];
+    let run_slots = Arc::new(tokio::sync::Semaphore::new(
+        config.sync.max_concurrent_runs.max(1),
+    ));
+    for shop in &config.shops {
+        for &stream in &shop.streams {
+            let args = SyncActorArgs {
+                shop: shop.clone(),
+                stream,
+                config: config.sync.clone(),
+                db: db.clone(),
+                health: health.clone(),
+                board: board.clone(),
+                run_slots: run_slots.clone(),
+                instance_id: instance.id.clone(),
+                temu_actor: TEMU_ACTOR.to_string(),
+                call_timeout: config.supervisor.call_timeout,
+                stop_timeout: config.supervisor.shutdown_timeout / 2,
+                // Spread the first runs over a few seconds instead of starting all at once.
+                first_run_after: Duration::from_millis(fastrand::u64(200..3000)),
+                metrics: metrics.clone(),
+            };
+            children.push(Arc::new(ActorChild::new(
+                actor_name(&shop.name, stream),
+                move || (SyncActor, args.clone()),
+                SyncMsg::Ping,
+            )));
+        }
+    }
+    children
 }
 
 /// Applies pending migrations (creating the database first when allowed) and returns what ran.
@@ -186,7 +242,7 @@ pub async fn migrate(config: &Config) -> Result<Vec<String>, crate::db::DbError>
     crate::db::migrate::run_pending(db.connector()).await
 }
 
-async fn shutdown_signal() -> &'static str {
+pub async fn shutdown_signal() -> &'static str {
     use tokio::signal::unix::{signal, SignalKind};
     let term = signal(SignalKind::terminate());
     let int = signal(SignalKind::interrupt());

@@ -318,6 +318,25 @@ pub struct SyncConfig {
     pub initial_window: Duration,
     /// Runs in progress at once across all shops (the seed's "sync task rate limiting").
     pub max_concurrent_runs: usize,
+    /// Windows end this long before now: records still moving are left for the next run.
+    #[serde(with = "super::duration")]
+    pub settle: Duration,
+    /// A window is walked in chunks of this length; the cursor advances chunk by chunk.
+    #[serde(with = "super::duration")]
+    pub chunk: Duration,
+    /// How long a daemon's claim on a shop × stream lasts without a heartbeat; a dead daemon's
+    /// streams are taken over by another within this period.
+    #[serde(with = "super::duration")]
+    pub lease_ttl: Duration,
+    /// `/health` warns for a stream whose data is older than this.
+    #[serde(with = "super::duration")]
+    pub lag_warn: Duration,
+    /// First delay before retrying a failed run; doubles per retry, with jitter.
+    #[serde(with = "super::duration")]
+    pub retry_backoff_min: Duration,
+    /// Longest delay before retrying a failed run.
+    #[serde(with = "super::duration")]
+    pub retry_backoff_max: Duration,
     #[serde(deserialize_with = "null_as_default")]
     pub intervals: SyncIntervals,
 }
@@ -331,6 +350,12 @@ impl Default for SyncConfig {
             lookback: Duration::from_secs(3600),
             initial_window: Duration::from_secs(90 * 86400),
             max_concurrent_runs: 4,
+            settle: Duration::from_secs(120),
+            chunk: Duration::from_secs(86_400),
+            lease_ttl: Duration::from_secs(60),
+            lag_warn: Duration::from_secs(2 * 3600),
+            retry_backoff_min: Duration::from_secs(30),
+            retry_backoff_max: Duration::from_secs(600),
             intervals: SyncIntervals::default(),
         }
     }

@@ -211,6 +211,17 @@ impl Config {
         at_least_one(p, "sync.batch_size", s.batch_size as u64);
         positive(p, "sync.initial_window", s.initial_window);
         at_least_one(p, "sync.max_concurrent_runs", s.max_concurrent_runs as u64);
+        positive(p, "sync.chunk", s.chunk);
+        positive(p, "sync.lease_ttl", s.lease_ttl);
+        positive(p, "sync.lag_warn", s.lag_warn);
+        positive(p, "sync.retry_backoff_min", s.retry_backoff_min);
+        not_above(
+            p,
+            "sync.retry_backoff_min",
+            s.retry_backoff_min,
+            "sync.retry_backoff_max",
+            s.retry_backoff_max,
+        );
         positive(p, "sync.intervals.orders", s.intervals.orders);
         positive(p, "sync.intervals.products", s.intervals.products);
         positive(p, "sync.intervals.aftersales", s.intervals.aftersales);

@@ -1,0 +1,601 @@
+//! One sync run of one shop × stream, from taking the lease to recording the outcome.
+//!
+//! Owns the run's protocol:
+//! 1. take the lease in `sync_state` (or report that another daemon holds it); a taken-over
+//!    lease marks the dead owner's unfinished run `abandoned`;
+//! 2. record the run in `sync_runs`, heartbeat the lease and the run's progress while it works;
+//! 3. walk the window chunk by chunk (orders, after-sales) or the whole listing (products), upsert
+//!    in batches of `sync.batch_size`, and advance the cursor in the same transaction as each
+//!    chunk's last batch (invariant 1);
+//! 4. record how it ended, and release the lease.
+//!
+//! Every database step is its own short transaction through [`Database::transaction`] with a
+//! deadline, so cancelling the run (shutdown, `task_timeout`, lease lost) at any await leaves the
+//! committed chunks and nothing half-written.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use diesel_async::AsyncPgConnection;
+use futures_util::future::BoxFuture;
+use tokio_util::sync::CancellationToken;
+
+use super::progress::Progress;
+use super::walk::{walk, Keyed, Page, Walked, PAGE_SIZE};
+use super::window::{chunks, plan_window, Window};
+use super::SyncError;
+use crate::config::{Stream, SyncConfig};
+use crate::db::Database;
+use crate::store::{self, AfterSalesRecord, OrderRecord, ProductRecord, RunStatus};
+use crate::temu::model::{AfterSalesListRequest, GoodsListRequest, OrderListRequest};
+use crate::temu::TemuClient;
+
+/// The smallest window a drifting chunk is narrowed to.
+const MIN_CHUNK: chrono::Duration = chrono::Duration::minutes(1);
+
+/// Everything one run needs.
+#[derive(Clone)]
+pub struct RunContext {
+    pub shop: String,
+    pub region: &'static str,
+    pub stream: Stream,
+    pub config: SyncConfig,
+    pub db: Database,
+    pub client: TemuClient,
+    /// This daemon's instance id: the lease owner and `sync_runs.instance_id`.
+    pub owner: String,
+    /// Deadline of one database transaction.
+    pub db_deadline: Duration,
+}
+
+/// How a run ended.
+#[derive(Debug)]
+pub enum RunOutcome {
+    Succeeded {
+        cursor: Option<DateTime<Utc>>,
+    },
+    /// Another daemon holds the lease: nothing was done.
+    HeldElsewhere,
+    Failed {
+        error: SyncError,
+        cursor: Option<DateTime<Utc>>,
+    },
+}
+
+impl Keyed for OrderRecord {
+    fn key(&self) -> &str {
+        &self.parent_order_sn
+    }
+    fn updated_at(&self) -> Option<DateTime<Utc>> {
+        Some(self.updated_at)
+    }
+}
+
+impl Keyed for AfterSalesRecord {
+    fn key(&self) -> &str {
+        &self.parent_after_sales_sn
+    }
+    fn updated_at(&self) -> Option<DateTime<Utc>> {
+        Some(self.updated_at)
+    }
+}
+
+impl Keyed for ProductRecord {
+    fn key(&self) -> &str {
+        &self.goods_id
+    }
+    fn updated_at(&self) -> Option<DateTime<Utc>> {
+        None
+    }
+}
+
+impl RunContext {
+    async fn tx<R, F>(&self, label: &'static str, work: F) -> Result<R, SyncError>
+    where
+        R: Send + 'static,
+        F: for<'r> FnOnce(&'r mut AsyncPgConnection) -> BoxFuture<'r, Result<R, SyncError>>
+            + Send
+            + 'static,
+    {
+        self.db.transaction(label, self.db_deadline, work).await
+    }
+}
+
+/// Runs one sync of `ctx.stream` for `ctx.shop`. Never panics on outside input; every failure
+/// comes back as [`RunOutcome::Failed`] with the cursor where the data is complete.
+pub async fn run(
+    ctx: &RunContext,
+    cancel: CancellationToken,
+    progress: Arc<Progress>,
+) -> RunOutcome {
+    let stream = ctx.stream.as_str();
+    let (shop, region) = (ctx.shop.clone(), ctx.region);
+    let shop_id = match ctx
+        .tx("ensure-shop", move |c| {
+            Box::pin(async move { Ok(store::ensure_shop(c, &shop, region).await?) })
+        })
+        .await
+    {
+        Ok(id) => id,
+        Err(error) => {
+            return RunOutcome::Failed {
+                error,
+                cursor: None,
+            }
+        }
+    };
+
+    let (owner, ttl) = (ctx.owner.clone(), ctx.config.lease_ttl);
+    let lease = ctx
+        .tx("take-lease", move |c| {
+            Box::pin(async move {
+                let lease = store::try_acquire_lease(c, shop_id, stream, &owner, ttl).await?;
+                if let Some(l) = &lease {
+                    if l.took_over_from.is_some() {
+                        store::abandon_stale_runs(c, shop_id, stream, &owner).await?;
+                    }
+                }
+                Ok(lease)
+            })
+        })
+        .await;
+    let lease = match lease {
+        Ok(Some(lease)) => lease,
+        Ok(None) => return RunOutcome::HeldElsewhere,
+        Err(error) => {
+            return RunOutcome::Failed {
+                error,
+                cursor: None,
+            }
+        }
+    };
+    if let Some(previous) = &lease.took_over_from {
+        tracing::warn!(shop = %ctx.shop, stream, previous_owner = %previous,
+            "took over an expired lease; the previous owner's unfinished run is marked abandoned");
+    }
+
+    let owner = ctx.owner.clone();
+    let run_id = match ctx
+        .tx("start-run", move |c| {
+            Box::pin(async move { Ok(store::start_run(c, shop_id, stream, &owner, None).await?) })
+        })
+        .await
+    {
+        Ok(id) => id,
+        Err(error) => {
+            release(ctx, shop_id).await;
+            return RunOutcome::Failed {
+                error,
+                cursor: lease.cursor,
+            };
+        }
+    };
+    tracing::info!(shop = %ctx.shop, stream, run_id, cursor = ?lease.cursor, "sync run started");
+
+    // Heartbeat: renew the lease and publish progress; a lost lease cancels the run.
+    let stop_heartbeat = CancellationToken::new();
+    let lease_lost = CancellationToken::new();
+    let heartbeat = tokio::spawn(heartbeat(
+        ctx.clone(),
+        shop_id,
+        run_id,
+        progress.clone(),
+        stop_heartbeat.clone(),
+        lease_lost.clone(),
+    ));
+
+    let started = Instant::now();
+    let mut cursor = lease.cursor;
+    let body = async {
+        match ctx.stream {
+            Stream::Orders | Stream::Aftersales => {
+                sync_windowed(ctx, shop_id, &mut cursor, &cancel, &progress).await
+            }
+            Stream::Products => sync_products(ctx, shop_id, run_id, &cancel, &progress).await,
+        }
+    };
+    let result = tokio::select! {
+        biased;
+        _ = cancel.cancelled() => Err(SyncError::Cancelled("the daemon is stopping")),
+        _ = lease_lost.cancelled() => Err(SyncError::LeaseLost),
+        r = tokio::time::timeout(ctx.config.task_timeout, body) => match r {
+            Ok(r) => r,
+            Err(_) => Err(SyncError::TaskTimeout(ctx.config.task_timeout)),
+        },
+    };
+    stop_heartbeat.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(5), heartbeat).await;
+
+    let snap = progress.snapshot();
+    let (status, class, message) = match &result {
+        Ok(()) => (RunStatus::Succeeded, None, None),
+        Err(e) => {
+            let status = match e.kind() {
+                super::FailureKind::Cancelled => RunStatus::Cancelled,
+                _ => RunStatus::Failed,
+            };
+            (status, Some(e.class()), Some(e.to_string()))
+        }
+    };
+    let parked = matches!(&result, Err(e) if e.kind() == super::FailureKind::Park);
+    let lost = matches!(&result, Err(SyncError::LeaseLost));
+    let message_for_db = message.clone();
+    let stream_name = stream;
+    let finished = ctx
+        .tx("finish-run", move |c| {
+            Box::pin(async move {
+                store::update_run_progress(
+                    c,
+                    run_id,
+                    clamp(snap.pages),
+                    clamp(snap.records_seen),
+                    clamp(snap.inserted),
+                    clamp(snap.updated),
+                )
+                .await?;
+                store::finish_run(c, run_id, status, class, message_for_db.as_deref()).await?;
+                match (class, message_for_db.as_deref()) {
+                    (None, _) => {
+                        store::record_success(c, shop_id, stream_name).await?;
+                        store::unpark(c, shop_id, stream_name).await?;
+                    }
+                    (Some(class), Some(msg)) => {
+                        store::record_failure(c, shop_id, stream_name, class, msg).await?;
+                        if parked {
+                            store::park(c, shop_id, stream_name, msg).await?;
+                        }
+                    }
+                    (Some(class), None) => {
+                        store::record_failure(c, shop_id, stream_name, class, class).await?;
+                    }
+                }
+                Ok(())
+            })
+        })
+        .await;
+    if let Err(e) = finished {
+        tracing::warn!(shop = %ctx.shop, stream, run_id, error = %e,
+            "could not record the end of the run; the lease expires by itself");
+    }
+    if !lost {
+        release(ctx, shop_id).await;
+    }
+    let took = started.elapsed();
+    match result {
+        Ok(()) => {
+            tracing::info!(shop = %ctx.shop, stream, run_id, pages = snap.pages,
+                inserted = snap.inserted, updated = snap.updated, took_ms = took.as_millis() as u64,
+                "sync run succeeded");
+            RunOutcome::Succeeded { cursor }
+        }
+        Err(error) => {
+            tracing::warn!(shop = %ctx.shop, stream, run_id, error_class = error.class(),
+                error = %error, pages = snap.pages, took_ms = took.as_millis() as u64,
+                "sync run did not complete");
+            RunOutcome::Failed { error, cursor }
+        }
+    }
+}
+
+fn clamp(v: u64) -> i32 {
+    i32::try_from(v).unwrap_or(i32::MAX)
+}
+
+async fn release(ctx: &RunContext, shop_id: i64) {
+    let (owner, stream) = (ctx.owner.clone(), ctx.stream.as_str());
+    let released = ctx
+        .tx("release-lease", move |c| {
+            Box::pin(async move { Ok(store::release_lease(c, shop_id, stream, &owner).await?) })
+        })
+        .await;
+    if let Err(e) = released {
+        tracing::warn!(shop = %ctx.shop, stream, error = %e, "could not release the lease; it expires by itself");
+    }
+}
+
+async fn heartbeat(
+    ctx: RunContext,
+    shop_id: i64,
+    run_id: i64,
+    progress: Arc<Progress>,
+    stop: CancellationToken,
+    lease_lost: CancellationToken,
+) {
+    let every = (ctx.config.lease_ttl / 3).max(Duration::from_millis(100));
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+        let snap = progress.snapshot();
+        let (owner, stream, ttl) = (ctx.owner.clone(), ctx.stream.as_str(), ctx.config.lease_ttl);
+        let renewed = ctx
+            .tx("lease-heartbeat", move |c| {
+                Box::pin(async move {
+                    let held = store::renew_lease(c, shop_id, stream, &owner, ttl).await?;
+                    if held {
+                        store::update_run_progress(
+                            c,
+                            run_id,
+                            clamp(snap.pages),
+                            clamp(snap.records_seen),
+                            clamp(snap.inserted),
+                            clamp(snap.updated),
+                        )
+                        .await?;
+                    }
+                    Ok(held)
+                })
+            })
+            .await;
+        match renewed {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::error!(shop = %ctx.shop, stream, run_id, "lease lost to another daemon; cancelling the run");
+                lease_lost.cancel();
+                return;
+            }
+            // The database is away: keep working; if it stays away past the TTL another daemon
+            // may take over, and our next renew (or cursor advance) notices.
+            Err(e) => {
+                tracing::warn!(shop = %ctx.shop, stream, run_id, error = %e, "lease heartbeat failed")
+            }
+        }
+    }
+}
+
+/// Orders and after-sales: the update-time window, chunk by chunk, cursor with each chunk.
+async fn sync_windowed(
+    ctx: &RunContext,
+    shop_id: i64,
+    cursor: &mut Option<DateTime<Utc>>,
+    cancel: &CancellationToken,
+    progress: &Progress,
+) -> Result<(), SyncError> {
+    let cfg = &ctx.config;
+    let Some(window) = plan_window(
+        *cursor,
+        Utc::now(),
+        cfg.lookback,
+        cfg.settle,
+        cfg.initial_window,
+    ) else {
+        return Ok(());
+    };
+    let mut queue: VecDeque<Window> = chunks(window, cfg.chunk).into();
+    progress.set_chunks(queue.len() as u64);
+    while let Some(chunk) = queue.pop_front() {
+        let stored = match ctx.stream {
+            Stream::Orders => {
+                let walked = walk(|page| fetch_orders(ctx, chunk, page), cancel, progress).await?;
+                store_chunk(ctx, shop_id, chunk, walked, upsert_orders_fn, progress).await?
+            }
+            _ => {
+                let walked =
+                    walk(|page| fetch_aftersales(ctx, chunk, page), cancel, progress).await?;
+                store_chunk(ctx, shop_id, chunk, walked, upsert_aftersales_fn, progress).await?
+            }
+        };
+        match stored {
+            ChunkStored::Done => {
+                *cursor = Some(cursor.map_or(chunk.end, |c| c.max(chunk.end)));
+                progress.chunk_done();
+            }
+            ChunkStored::Drifted if chunk.len() > MIN_CHUNK => {
+                let (first, second) = chunk.halves();
+                tracing::info!(shop = %ctx.shop, stream = ctx.stream.as_str(),
+                    from = %chunk.start, to = %chunk.end, "listing kept changing; narrowing the chunk");
+                queue.push_front(second);
+                queue.push_front(first);
+                progress.add_chunks(1);
+            }
+            ChunkStored::Drifted => {
+                return Err(SyncError::Record(format!(
+                    "the listing for {}..{} kept changing during every walk; will retry",
+                    chunk.start, chunk.end
+                )))
+            }
+        }
+    }
+    Ok(())
+}
+
+enum ChunkStored {
+    Done,
+    /// Stored what was read, but the walk was not complete: the cursor did not move.
+    Drifted,
+}
+
+type UpsertFn<R> = for<'r> fn(
+    &'r mut AsyncPgConnection,
+    i64,
+    Vec<R>,
+) -> BoxFuture<'r, Result<store::Upserted, SyncError>>;
+
+fn upsert_orders_fn(
+    c: &mut AsyncPgConnection,
+    shop_id: i64,
+    rows: Vec<OrderRecord>,
+) -> BoxFuture<'_, Result<store::Upserted, SyncError>> {
+    Box::pin(async move { Ok(store::upsert_orders(c, shop_id, &rows).await?) })
+}
+
+fn upsert_aftersales_fn(
+    c: &mut AsyncPgConnection,
+    shop_id: i64,
+    rows: Vec<AfterSalesRecord>,
+) -> BoxFuture<'_, Result<store::Upserted, SyncError>> {
+    Box::pin(async move { Ok(store::upsert_aftersales(c, shop_id, &rows).await?) })
+}
+
+/// Upserts a walked chunk in batches; the last batch and the cursor share one transaction.
+async fn store_chunk<R: Send + 'static>(
+    ctx: &RunContext,
+    shop_id: i64,
+    chunk: Window,
+    walked: Walked<R>,
+    upsert: UpsertFn<R>,
+    progress: &Progress,
+) -> Result<ChunkStored, SyncError> {
+    let complete = walked.complete;
+    let mut records = walked.records;
+    let batch = ctx.config.batch_size.max(1);
+    let stream = ctx.stream.as_str();
+    // All batches but the last commit on their own.
+    while records.len() > batch {
+        let rest = records.split_off(batch);
+        let this = std::mem::replace(&mut records, rest);
+        let counts = ctx
+            .tx("upsert-batch", move |c| Box::pin(upsert(c, shop_id, this)))
+            .await?;
+        progress.stored(counts.inserted, counts.updated);
+    }
+    let owner = ctx.owner.clone();
+    let counts = ctx
+        .tx("upsert-last-batch-and-cursor", move |c| {
+            Box::pin(async move {
+                let counts = if records.is_empty() {
+                    store::Upserted::default()
+                } else {
+                    upsert(c, shop_id, records).await?
+                };
+                if complete {
+                    store::advance_cursor(c, shop_id, stream, &owner, chunk.end).await?;
+                }
+                Ok(counts)
+            })
+        })
+        .await?;
+    progress.stored(counts.inserted, counts.updated);
+    Ok(if complete {
+        ChunkStored::Done
+    } else {
+        ChunkStored::Drifted
+    })
+}
+
+/// Products: every page of the listed/delisted set; a complete walk soft-removes the absent.
+async fn sync_products(
+    ctx: &RunContext,
+    shop_id: i64,
+    run_id: i64,
+    cancel: &CancellationToken,
+    progress: &Progress,
+) -> Result<(), SyncError> {
+    let walked = walk(|page| fetch_goods(ctx, page), cancel, progress).await?;
+    let complete = walked.complete;
+    let batch = ctx.config.batch_size.max(1);
+    let mut records = walked.records;
+    while !records.is_empty() {
+        let rest = records.split_off(batch.min(records.len()));
+        let this = std::mem::replace(&mut records, rest);
+        let counts = ctx
+            .tx("upsert-products", move |c| {
+                Box::pin(
+                    async move { Ok(store::upsert_products(c, shop_id, run_id, &this).await?) },
+                )
+            })
+            .await?;
+        progress.stored(counts.inserted, counts.updated);
+    }
+    if !complete {
+        return Err(SyncError::Record(
+            "the product listing kept changing during every walk; products not seen were left as they are"
+                .to_string(),
+        ));
+    }
+    let removed = ctx
+        .tx("mark-products-removed", move |c| {
+            Box::pin(async move { Ok(store::mark_products_removed(c, shop_id, run_id).await?) })
+        })
+        .await?;
+    if removed > 0 {
+        tracing::info!(shop = %ctx.shop, removed, "products no longer listed were marked removed");
+    }
+    Ok(())
+}
+
+async fn fetch_orders(
+    ctx: &RunContext,
+    window: Window,
+    page: u32,
+) -> Result<Page<OrderRecord>, SyncError> {
+    let req = OrderListRequest {
+        page_number: page,
+        page_size: PAGE_SIZE,
+        update_at_start: Some(window.start_secs()),
+        update_at_end: Some(window.end_secs()),
+        sortby: Some("updateTime".to_string()),
+        ..OrderListRequest::default()
+    };
+    let resp = ctx.client.list_orders(&ctx.shop, &req).await?;
+    let Some(result) = resp.result else {
+        return Ok(Page {
+            records: Vec::new(),
+            total: 0,
+        });
+    };
+    let records = result
+        .page_items
+        .iter()
+        .map(|item| OrderRecord::from_api(item).map_err(|e| SyncError::Record(e.to_string())))
+        .collect::<Result<Vec<_>, _>>()?;
+    let total = result.total_item_num.unwrap_or(records.len() as i64);
+    Ok(Page { records, total })
+}
+
+async fn fetch_aftersales(
+    ctx: &RunContext,
+    window: Window,
+    page: u32,
+) -> Result<Page<AfterSalesRecord>, SyncError> {
+    let req = AfterSalesListRequest {
+        page_no: page,
+        page_size: PAGE_SIZE,
+        update_at_start: Some(window.start_secs()),
+        update_at_end: Some(window.end_secs()),
+        ..AfterSalesListRequest::default()
+    };
+    let resp = ctx.client.list_aftersales(&ctx.shop, &req).await?;
+    let Some(result) = resp.result else {
+        return Ok(Page {
+            records: Vec::new(),
+            total: 0,
+        });
+    };
+    let records = result
+        .data
+        .iter()
+        .map(|item| AfterSalesRecord::from_api(item).map_err(|e| SyncError::Record(e.to_string())))
+        .collect::<Result<Vec<_>, _>>()?;
+    let total = result.total.unwrap_or(records.len() as i64);
+    Ok(Page { records, total })
+}
+
+/// `goodsSearchType` 1: listed and delisted products.
+const LISTED_OR_DELISTED: i64 = 1;
+
+async fn fetch_goods(ctx: &RunContext, page: u32) -> Result<Page<ProductRecord>, SyncError> {
+    let req = GoodsListRequest {
+        page_no: page,
+        page_size: PAGE_SIZE,
+        goods_search_type: LISTED_OR_DELISTED,
+        ..GoodsListRequest::default()
+    };
+    let resp = ctx.client.list_goods(&ctx.shop, &req).await?;
+    let Some(result) = resp.result else {
+        return Ok(Page {
+            records: Vec::new(),
+            total: 0,
+        });
+    };
+    let records = result
+        .goods_list
+        .iter()
+        .map(|item| ProductRecord::from_api(item).map_err(|e| SyncError::Record(e.to_string())))
+        .collect::<Result<Vec<_>, _>>()?;
+    let total = result.total.unwrap_or(records.len() as i64);
+    Ok(Page { records, total })
+}
