@@ -35,7 +35,7 @@ async fn full_backfill_then_incremental_updates() {
     let started = Instant::now();
     let daemon = Daemon::start(&sim, &options(&db, &sim));
     let client = wait_for_client(&db).await;
-    let t0 = chrono::DateTime::<chrono::Utc>::MIN_UTC;
+    let t0 = chrono::DateTime::<chrono::Utc>::UNIX_EPOCH;
     assert!(
         wait_for_complete_round(&client, &sim, t0, Duration::from_secs(90)).await,
         "first sync did not complete\n{}",
@@ -72,11 +72,14 @@ async fn full_backfill_then_incremental_updates() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn data_changing_during_the_walk_is_not_skipped() {
     let (db, sim) = setup("e2e_drift", 1200).await;
-    // Several orders change status (and jump to the top of the listing) per page served.
-    sim.handle.set_mutation_rate(3.0);
-    let daemon = Daemon::start(&sim, &options(&db, &sim));
+    // Orders change status (and jump to the top of the listing) while pages are served; one
+    // chunk spans the whole history, so a walk is many pages long and a naive one skips records.
+    sim.handle.set_mutation_rate(0.5);
+    let mut opts = options(&db, &sim);
+    opts.chunk = "91d";
+    let daemon = Daemon::start(&sim, &opts);
     let client = wait_for_client(&db).await;
-    let t0 = chrono::DateTime::<chrono::Utc>::MIN_UTC;
+    let t0 = chrono::DateTime::<chrono::Utc>::UNIX_EPOCH;
     assert!(
         wait_for_complete_round(&client, &sim, t0, Duration::from_secs(120)).await,
         "sync under drift did not complete\n{}",
@@ -107,7 +110,7 @@ async fn api_faults_at_a_high_rate_lose_nothing() {
     });
     let daemon = Daemon::start(&sim, &options(&db, &sim));
     let client = wait_for_client(&db).await;
-    let t0 = chrono::DateTime::<chrono::Utc>::MIN_UTC;
+    let t0 = chrono::DateTime::<chrono::Utc>::UNIX_EPOCH;
     assert!(
         wait_for_complete_round(&client, &sim, t0, Duration::from_secs(150)).await,
         "sync under faults did not complete\n{}",
@@ -251,7 +254,7 @@ async fn a_run_exceeding_task_timeout_is_cancelled_and_the_next_resumes() {
     assert!(timed_out, "a run hit task_timeout\n{}", daemon.log_tail(30));
     // Committed chunks stay: the cursor moved, and later runs carry on from it until done.
     sim.handle.set_faults(FaultConfig::none());
-    let t0 = chrono::DateTime::<chrono::Utc>::MIN_UTC;
+    let t0 = chrono::DateTime::<chrono::Utc>::UNIX_EPOCH;
     assert!(
         wait_for_complete_round(&client, &sim, t0, Duration::from_secs(90)).await,
         "later runs resumed and completed\n{}",
@@ -364,7 +367,7 @@ async fn two_daemons_share_the_work_and_one_takes_over_from_the_other() {
     let mut a = Daemon::start(&sim, &opts);
     let b = Daemon::start(&sim, &opts);
     let client = wait_for_client(&db).await;
-    let t0 = chrono::DateTime::<chrono::Utc>::MIN_UTC;
+    let t0 = chrono::DateTime::<chrono::Utc>::UNIX_EPOCH;
     assert!(wait_for_complete_round(&client, &sim, t0, Duration::from_secs(90)).await);
 
     // Never two runs of the same stream at once: no overlapping run intervals across instances.
@@ -411,7 +414,7 @@ async fn trigger_and_status_routes() {
     opts.interval = "1h";
     let daemon = Daemon::start(&sim, &opts);
     let client = wait_for_client(&db).await;
-    let t0 = chrono::DateTime::<chrono::Utc>::MIN_UTC;
+    let t0 = chrono::DateTime::<chrono::Utc>::UNIX_EPOCH;
     assert!(wait_for_complete_round(&client, &sim, t0, Duration::from_secs(60)).await);
     let http = reqwest::Client::new();
     let url = daemon.url("/sync/shop-0/orders");

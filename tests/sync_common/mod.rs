@@ -44,6 +44,8 @@ pub struct DaemonOptions {
     pub extra_sync: String,
     pub extra_temu: String,
     pub interval: &'static str,
+    /// `sync.chunk`: how much of the window one walk covers.
+    pub chunk: &'static str,
 }
 
 pub struct Daemon {
@@ -88,12 +90,13 @@ impl Daemon {
             ));
         }
         yaml.push_str(&format!(
-            "sync:\n  initial_window: 91d\n  chunk: 7d\n  settle: 0s\n  lookback: 1h\n  lease_ttl: 3s\n  \
+            "sync:\n  initial_window: 91d\n  chunk: {chunk}\n  settle: 0s\n  lookback: 1h\n  lease_ttl: 3s\n  \
              retry_backoff_min: 200ms\n  retry_backoff_max: 1s\n  max_retries: 5\n{}  \
              intervals: {{ orders: {i}, products: {i}, aftersales: {i} }}\n\
              supervisor: {{ shutdown_timeout: 8s }}\n",
             opts.extra_sync,
-            i = opts.interval
+            i = opts.interval,
+            chunk = opts.chunk
         ));
         let mut config = tempfile::NamedTempFile::new().expect("temp config");
         config.write_all(yaml.as_bytes()).expect("write config");
@@ -172,6 +175,7 @@ pub fn options(db: &TestDatabase, sim: &Sim) -> DaemonOptions {
         extra_sync: String::new(),
         extra_temu: String::new(),
         interval: "2s",
+        chunk: "7d",
     }
 }
 
