@@ -36,6 +36,22 @@ enum Command {
     CheckConfig,
     /// Create the database if needed and apply pending migrations, then exit.
     Migrate,
+    /// Show every shop × stream: state, data up to, last success, last run, last error
+    /// (read from the database, so it covers every daemon that shares it).
+    Status,
+    /// Quick start: sync from a built-in Temu simulator into PostgreSQL (database name + `_demo`)
+    /// and compare the result with the simulator's ground truth.
+    Demo {
+        /// Simulated shops.
+        #[arg(long, default_value_t = 2)]
+        shops: usize,
+        /// Orders per shop (products: half as many, after-sales: a fifth).
+        #[arg(long, default_value_t = 3000)]
+        orders: usize,
+        /// Seed of the generated data.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+    },
     /// Ask Temu about every shop's access token: mall id, expiry and scopes.
     /// Exits 0 when all are usable, 1 when one expires within 14 days or fails.
     CheckToken,
@@ -101,6 +117,33 @@ fn main() -> ExitCode {
                 }
             }
         }),
+        Command::Status => runtime.block_on(async {
+            match temu_sync::app::status::load(&config).await {
+                Ok(rows) => {
+                    print!(
+                        "{}",
+                        temu_sync::app::status::render(&rows, chrono::Utc::now())
+                    );
+                    exit::OK
+                }
+                Err(e) => {
+                    eprintln!("temu-sync: cannot read the sync status: {e}");
+                    exit::UNAVAILABLE
+                }
+            }
+        }),
+        Command::Demo {
+            shops,
+            orders,
+            seed,
+        } => runtime.block_on(temu_sync::app::demo::run(
+            config,
+            temu_sync::app::demo::DemoOptions {
+                shops: shops.clamp(1, 50),
+                orders,
+                seed,
+            },
+        )),
         Command::CheckToken => runtime.block_on(async {
             let mut stdout = std::io::stdout();
             match temu_sync::temu::run_check_token(&config, &mut stdout).await {

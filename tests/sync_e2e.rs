@@ -479,6 +479,39 @@ async fn trigger_and_status_routes() {
         assert!(s["last_success_at"].is_string(), "{s}");
         assert!(s["lag_seconds"].is_number(), "{s}");
     }
+    // After a sync, /metrics carries the sync series with real values.
+    let metrics = http
+        .get(daemon.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let value = |prefix: &str| -> f64 {
+        metrics
+            .lines()
+            .filter(|l| l.starts_with(prefix))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    assert!(
+        value("temu_sync_sync_runs_total{") >= 3.0,
+        "runs counted:\n{metrics}"
+    );
+    assert!(
+        value("temu_sync_sync_records_total{") >= 200.0,
+        "records counted"
+    );
+    assert!(value("temu_sync_sync_pages_total{") >= 3.0, "pages counted");
+    assert!(value("temu_sync_sync_run_duration_seconds_count{") >= 3.0);
+    assert!(
+        metrics.contains("temu_sync_sync_lag_seconds{"),
+        "lag exported"
+    );
+    assert!(value("temu_sync_api_request_duration_seconds_count{") >= 3.0);
+    assert!(!metrics.contains(ADMIN_TOKEN) && !metrics.contains(&sim.config.shops[0].access_token));
+
     // The log never shows secrets.
     let log = daemon.log();
     assert!(!log.contains(ADMIN_TOKEN));

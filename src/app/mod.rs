@@ -9,6 +9,9 @@
 //! `READY=1` does not wait for the database: a down database is a failing health check, and must
 //! not make systemd's start time out.
 
+pub mod demo;
+pub mod status;
+
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -10,6 +10,7 @@
 pub mod data;
 pub mod faults;
 pub mod server;
+pub mod verify;
 
 use std::net::SocketAddr;
 use std::time::Duration;
