@@ -53,7 +53,7 @@ enum Command {
         seed: u64,
     },
     /// Ask Temu about every shop's access token: mall id, expiry and scopes.
-    /// Exits 0 when all are usable, 1 when one expires within 14 days or fails.
+    /// Exits 0 when every token is usable (expiring soon only warns), 1 when one is refused or expired.
     CheckToken,
 }
 
