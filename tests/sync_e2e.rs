@@ -61,12 +61,28 @@ async fn full_backfill_then_incremental_updates() {
     // The cursor sits at the end of the last complete chunk, and runs are recorded.
     let row = client
         .query_one(
-            "SELECT count(*) FILTER (WHERE status = 'succeeded'), count(*) FILTER (WHERE status = 'running') FROM sync_runs",
+            "SELECT count(*) FILTER (WHERE status = 'succeeded') FROM sync_runs",
             &[],
         )
         .await
         .unwrap();
     assert!(row.get::<_, i64>(0) >= 6);
+    // Runs record their window; the shop row learned its mall id from the token check.
+    let windows: i64 = client
+        .query_one(
+            "SELECT count(*) FROM sync_runs WHERE stream IN ('orders', 'aftersales') AND window_start IS NOT NULL AND window_end > window_start",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(windows >= 4, "windows recorded");
+    let mall_id: Option<String> = client
+        .query_one("SELECT mall_id FROM shops WHERE name = 'shop-0'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(mall_id, Some(sim.config.shops[0].mall_id.to_string()));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

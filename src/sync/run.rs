@@ -30,7 +30,7 @@ use crate::config::{Stream, SyncConfig};
 use crate::db::Database;
 use crate::store::{self, AfterSalesRecord, OrderRecord, ProductRecord, RunStatus};
 use crate::temu::model::{AfterSalesListRequest, GoodsListRequest, OrderListRequest};
-use crate::temu::TemuClient;
+use crate::temu::{TemuClient, TokenState};
 
 /// The smallest window a drifting chunk is narrowed to.
 const MIN_CHUNK: chrono::Duration = chrono::Duration::minutes(1);
@@ -112,9 +112,22 @@ pub async fn run(
 ) -> RunOutcome {
     let stream = ctx.stream.as_str();
     let (shop, region) = (ctx.shop.clone(), ctx.region);
+    // The mall id, once the Temu actor's token check has learned it.
+    let mall_id = match ctx.client.token_states().get(&ctx.shop) {
+        Some(TokenState::Valid {
+            mall_id: Some(m), ..
+        }) => Some(m.clone()),
+        _ => None,
+    };
     let shop_id = match ctx
         .tx("ensure-shop", move |c| {
-            Box::pin(async move { Ok(store::ensure_shop(c, &shop, region).await?) })
+            Box::pin(async move {
+                let id = store::ensure_shop(c, &shop, region).await?;
+                if let Some(mall_id) = mall_id {
+                    store::set_shop_mall_id(c, id, &mall_id).await?;
+                }
+                Ok(id)
+            })
         })
         .await
     {
@@ -156,10 +169,24 @@ pub async fn run(
             "took over an expired lease; the previous owner's unfinished run is marked abandoned");
     }
 
+    // The window this run covers (orders, after-sales), recorded with the run.
+    let window = match ctx.stream {
+        Stream::Products => None,
+        _ => plan_window(
+            lease.cursor,
+            Utc::now(),
+            ctx.config.lookback,
+            ctx.config.settle,
+            ctx.config.initial_window,
+        ),
+    };
     let owner = ctx.owner.clone();
     let run_id = match ctx
         .tx("start-run", move |c| {
-            Box::pin(async move { Ok(store::start_run(c, shop_id, stream, &owner, None).await?) })
+            Box::pin(async move {
+                let span = window.map(|w| (w.start, w.end));
+                Ok(store::start_run(c, shop_id, stream, &owner, span).await?)
+            })
         })
         .await
     {
@@ -190,9 +217,12 @@ pub async fn run(
     let mut cursor = lease.cursor;
     let body = async {
         match ctx.stream {
-            Stream::Orders | Stream::Aftersales => {
-                sync_windowed(ctx, shop_id, &mut cursor, &cancel, &progress).await
-            }
+            Stream::Orders | Stream::Aftersales => match window {
+                Some(window) => {
+                    sync_windowed(ctx, shop_id, window, &mut cursor, &cancel, &progress).await
+                }
+                None => Ok(()),
+            },
             Stream::Products => sync_products(ctx, shop_id, run_id, &cancel, &progress).await,
         }
     };
@@ -350,20 +380,12 @@ async fn heartbeat(
 async fn sync_windowed(
     ctx: &RunContext,
     shop_id: i64,
+    window: Window,
     cursor: &mut Option<DateTime<Utc>>,
     cancel: &CancellationToken,
     progress: &Progress,
 ) -> Result<(), SyncError> {
     let cfg = &ctx.config;
-    let Some(window) = plan_window(
-        *cursor,
-        Utc::now(),
-        cfg.lookback,
-        cfg.settle,
-        cfg.initial_window,
-    ) else {
-        return Ok(());
-    };
     let mut queue: VecDeque<Window> = chunks(window, cfg.chunk).into();
     progress.set_chunks(queue.len() as u64);
     while let Some(chunk) = queue.pop_front() {
