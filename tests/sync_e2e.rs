@@ -207,17 +207,7 @@ async fn sigterm_mid_run_cancels_cleanly_and_releases_the_lease() {
     });
     let mut daemon = Daemon::start(&sim, &options(&db, &sim));
     let client = wait_for_client(&db).await;
-    let running = eventually(Duration::from_secs(30), || async {
-        client
-            .query_one(
-                "SELECT count(*) FROM sync_runs WHERE status = 'running' AND pages > 0",
-                &[],
-            )
-            .await
-            .map(|r| r.get::<_, i64>(0) > 0)
-            .unwrap_or(false)
-    })
-    .await;
+    let running = run_in_progress(&client).await;
     assert!(running, "a run is in progress\n{}", daemon.log_tail(30));
     daemon.signal(libc::SIGTERM);
     let code = daemon.wait_exit(Duration::from_secs(20));
@@ -298,17 +288,7 @@ async fn killed_with_sigkill_mid_run_and_restarted_loses_nothing() {
     let opts = options(&db, &sim);
     let mut first = Daemon::start(&sim, &opts);
     let client = wait_for_client(&db).await;
-    let running = eventually(Duration::from_secs(30), || async {
-        client
-            .query_one(
-                "SELECT count(*) FROM sync_runs WHERE status = 'running' AND pages > 0",
-                &[],
-            )
-            .await
-            .map(|r| r.get::<_, i64>(0) > 0)
-            .unwrap_or(false)
-    })
-    .await;
+    let running = run_in_progress(&client).await;
     assert!(running, "a run is in progress");
     first.signal(libc::SIGKILL);
     assert!(first.wait_exit(Duration::from_secs(10)).is_some());
@@ -350,17 +330,7 @@ async fn database_going_away_mid_run_and_back_loses_nothing() {
     opts.database_url = db.url_via(Some(proxy.addr()));
     let mut daemon = Daemon::start(&sim, &opts);
     let client = wait_for_client(&db).await;
-    let running = eventually(Duration::from_secs(30), || async {
-        client
-            .query_one(
-                "SELECT count(*) FROM sync_runs WHERE status = 'running' AND pages > 0",
-                &[],
-            )
-            .await
-            .map(|r| r.get::<_, i64>(0) > 0)
-            .unwrap_or(false)
-    })
-    .await;
+    let running = run_in_progress(&client).await;
     assert!(running, "a run is in progress");
     proxy.set_mode(FaultMode::Refuse);
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -533,6 +503,21 @@ async fn trigger_and_status_routes() {
     assert!(!log.contains(ADMIN_TOKEN));
     assert!(!log.contains(&sim.config.apps[0].app_secret));
     assert!(!log.contains(&sim.config.shops[0].access_token));
+}
+
+/// Waits (up to 30 s) until some run has fetched pages and is still running.
+async fn run_in_progress(client: &tokio_postgres::Client) -> bool {
+    eventually(Duration::from_secs(30), || async {
+        client
+            .query_one(
+                "SELECT count(*) FROM sync_runs WHERE status = 'running' AND pages > 0",
+                &[],
+            )
+            .await
+            .map(|r| r.get::<_, i64>(0) > 0)
+            .unwrap_or(false)
+    })
+    .await
 }
 
 async fn wait_for_client(db: &TestDatabase) -> tokio_postgres::Client {

@@ -539,6 +539,21 @@ async fn sync_products(
     Ok(())
 }
 
+/// Converts one page of API items into records; a record that cannot be stored fails the page
+/// (and so the run, with the reason) rather than being dropped silently.
+fn page_of<I, R, E: std::fmt::Display>(
+    items: &[I],
+    total: Option<i64>,
+    convert: impl Fn(&I) -> Result<R, E>,
+) -> Result<Page<R>, SyncError> {
+    let records = items
+        .iter()
+        .map(|item| convert(item).map_err(|e| SyncError::Record(e.to_string())))
+        .collect::<Result<Vec<_>, _>>()?;
+    let total = total.unwrap_or(records.len() as i64);
+    Ok(Page { records, total })
+}
+
 async fn fetch_orders(
     ctx: &RunContext,
     window: Window,
@@ -553,19 +568,10 @@ async fn fetch_orders(
         ..OrderListRequest::default()
     };
     let resp = ctx.client.list_orders(&ctx.shop, &req).await?;
-    let Some(result) = resp.result else {
-        return Ok(Page {
-            records: Vec::new(),
-            total: 0,
-        });
-    };
-    let records = result
-        .page_items
-        .iter()
-        .map(|item| OrderRecord::from_api(item).map_err(|e| SyncError::Record(e.to_string())))
-        .collect::<Result<Vec<_>, _>>()?;
-    let total = result.total_item_num.unwrap_or(records.len() as i64);
-    Ok(Page { records, total })
+    Ok(match resp.result {
+        Some(r) => page_of(&r.page_items, r.total_item_num, OrderRecord::from_api)?,
+        None => Page::empty(),
+    })
 }
 
 async fn fetch_aftersales(
@@ -581,19 +587,10 @@ async fn fetch_aftersales(
         ..AfterSalesListRequest::default()
     };
     let resp = ctx.client.list_aftersales(&ctx.shop, &req).await?;
-    let Some(result) = resp.result else {
-        return Ok(Page {
-            records: Vec::new(),
-            total: 0,
-        });
-    };
-    let records = result
-        .data
-        .iter()
-        .map(|item| AfterSalesRecord::from_api(item).map_err(|e| SyncError::Record(e.to_string())))
-        .collect::<Result<Vec<_>, _>>()?;
-    let total = result.total.unwrap_or(records.len() as i64);
-    Ok(Page { records, total })
+    Ok(match resp.result {
+        Some(r) => page_of(&r.data, r.total, AfterSalesRecord::from_api)?,
+        None => Page::empty(),
+    })
 }
 
 /// `goodsSearchType` 1: listed and delisted products.
@@ -607,17 +604,8 @@ async fn fetch_goods(ctx: &RunContext, page: u32) -> Result<Page<ProductRecord>,
         ..GoodsListRequest::default()
     };
     let resp = ctx.client.list_goods(&ctx.shop, &req).await?;
-    let Some(result) = resp.result else {
-        return Ok(Page {
-            records: Vec::new(),
-            total: 0,
-        });
-    };
-    let records = result
-        .goods_list
-        .iter()
-        .map(|item| ProductRecord::from_api(item).map_err(|e| SyncError::Record(e.to_string())))
-        .collect::<Result<Vec<_>, _>>()?;
-    let total = result.total.unwrap_or(records.len() as i64);
-    Ok(Page { records, total })
+    Ok(match resp.result {
+        Some(r) => page_of(&r.goods_list, r.total, ProductRecord::from_api)?,
+        None => Page::empty(),
+    })
 }

@@ -34,6 +34,16 @@ pub struct Page<R> {
     pub total: i64,
 }
 
+impl<R> Page<R> {
+    /// The API answered `result: null`: an empty listing.
+    pub fn empty() -> Self {
+        Self {
+            records: Vec::new(),
+            total: 0,
+        }
+    }
+}
+
 /// The outcome of walking a listing.
 pub struct Walked<R> {
     /// Distinct records, the newest version of each.
