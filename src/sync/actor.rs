@@ -83,9 +83,22 @@ pub enum SyncMsg {
 
 pub struct SyncActor;
 
+/// The run in progress. Dropping it cancels the run — also when the actor dies by a panic or is
+/// killed as hung (ractor skips `post_stop` then), so an orphaned run never races its successor.
+struct RunningRun {
+    cancel: CancellationToken,
+    join: Option<JoinHandle<()>>,
+}
+
+impl Drop for RunningRun {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+    }
+}
+
 pub struct SyncState {
     args: SyncActorArgs,
-    running: Option<(CancellationToken, JoinHandle<()>)>,
+    running: Option<RunningRun>,
     timer_generation: u64,
     consecutive_failures: u32,
     parked: Option<String>,
@@ -179,12 +192,15 @@ impl Actor for SyncActor {
         _myself: ActorRef<SyncMsg>,
         state: &mut SyncState,
     ) -> Result<(), ActorProcessingErr> {
-        if let Some((cancel, join)) = state.running.take() {
-            cancel.cancel();
-            if tokio::time::timeout(state.args.stop_timeout, join)
-                .await
-                .is_err()
-            {
+        if let Some(mut run) = state.running.take() {
+            run.cancel.cancel();
+            let finished = match run.join.take() {
+                Some(join) => tokio::time::timeout(state.args.stop_timeout, join)
+                    .await
+                    .is_ok(),
+                None => true,
+            };
+            if !finished {
                 tracing::warn!(shop = %state.args.shop.name, stream = state.args.stream.as_str(),
                     "the run did not finish cancelling in time; its lease will expire");
             }
@@ -305,7 +321,10 @@ async fn start_run(myself: &ActorRef<SyncMsg>, state: &mut SyncState) {
             took: started.elapsed(),
         });
     });
-    state.running = Some((cancel, join));
+    state.running = Some(RunningRun {
+        cancel,
+        join: Some(join),
+    });
 }
 
 fn region_name(shop: &ShopConfig) -> &'static str {
