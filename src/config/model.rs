@@ -167,7 +167,8 @@ pub struct TemuConfig {
     /// Longest gap between two reads of a response (seed: 30 s).
     #[serde(with = "super::duration")]
     pub read_timeout: Duration,
-    /// Deadline for sending the request body (seed: 10 s).
+    /// Written data left unacknowledged this long closes the connection (seed: 10 s), enforced
+    /// as the socket's `TCP_USER_TIMEOUT`.
     #[serde(with = "super::duration")]
     pub write_timeout: Duration,
     /// Longest wait for a free connection slot (seed: 5 s).

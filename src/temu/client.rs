@@ -12,12 +12,11 @@
 //! Deadlines: every call has an overall deadline (`temu.call_deadline`, or the caller's, whichever
 //! is sooner) that bounds all waits, attempts and backoff sleeps. Each attempt is bounded by
 //! `temu.timeout` (whole request), `temu.connect_timeout`, and `temu.read_timeout`. reqwest has no
-//! write timeout: its `read_timeout` clock starts when the request is dispatched and runs until the
-//! response headers arrive, so it bounds connect + writing the body + the server's think time; our
-//! bodies are a few hundred bytes and fit the socket buffer in one write. A write that stalls is
-//! therefore cut at `min(read_timeout, timeout, call deadline)` — 30 s with the defaults, so
-//! `temu.write_timeout` (10 s) is *not* enforced separately: it is covered by those bounds, never
-//! unbounded. (Enforcing it exactly would need a streaming body; not worth it for ~300 bytes.)
+//! write timeout; `temu.write_timeout` is enforced by the kernel instead: every socket gets
+//! `TCP_USER_TIMEOUT` = `write_timeout`, so bytes written but left unacknowledged that long (a peer
+//! or path that stopped taking data) close the connection and fail the attempt as a retryable
+//! transport error. Besides, reqwest's `read_timeout` clock starts when the request is dispatched,
+//! so writing the body is also inside `min(read_timeout, timeout, call deadline)`.
 //!
 //! Must not: put secrets anywhere but the request body. Errors and logs are scrubbed of every
 //! configured secret; reqwest errors are stripped of their URL.
@@ -226,6 +225,10 @@ impl TemuClient {
             .pool_max_idle_per_host(cfg.max_keepalive_connections)
             .pool_idle_timeout(Duration::from_secs(90))
             .tcp_keepalive(Duration::from_secs(60))
+            // The write timeout: data written to a socket that stays unacknowledged this long
+            // makes the kernel close the connection (TCP_USER_TIMEOUT), so a stalled write fails
+            // after `write_timeout` even though reqwest has no write timeout of its own.
+            .tcp_user_timeout(cfg.write_timeout)
             .retry(reqwest::retry::never());
         match &cfg.proxy {
             Some(p) => {
