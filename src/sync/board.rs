@@ -242,6 +242,17 @@ fn health_check(view: &StreamView, lag_warn: Duration, since: DateTime<Utc>) -> 
     let lag_warn_secs = lag_warn.as_secs() as i64;
     let (status, output) = if let Some(reason) = &view.parked_reason {
         (Status::Fail, Some(format!("parked: {reason}")))
+    } else if view.last_error_class.as_deref() == Some("temu_resign") {
+        // Temu refused the signature/timestamp even after re-signing: the host clock is off
+        // (3000011/3000012). Every run fails until it is fixed, so say so now rather than after
+        // `lag_warn`; the next successful run clears it.
+        (
+            Status::Warn,
+            Some(format!(
+                "Temu refuses the request timestamp/signature (host clock skew?): {}",
+                view.last_error.as_deref().unwrap_or("")
+            )),
+        )
     } else {
         match view.lag_seconds {
             Some(lag) if lag > lag_warn_secs => (
@@ -298,6 +309,27 @@ mod tests {
         assert!(check.output.unwrap().contains("token expired"));
         board.update("s", Stream::Orders, |u| {
             u.success(Utc::now()).cursor(Some(Utc::now()));
+        });
+        let check = board
+            .check("s", Stream::Orders, Duration::from_secs(3600))
+            .unwrap();
+        assert_eq!(check.status, Status::Pass);
+    }
+
+    #[test]
+    fn clock_skew_warns_at_once_and_clears_on_success() {
+        let board = SyncBoard::default();
+        board.update("s", Stream::Orders, |u| {
+            u.cursor(Some(Utc::now()))
+                .error("temu_resign", "Temu error 3000011".into());
+        });
+        let check = board
+            .check("s", Stream::Orders, Duration::from_secs(3600))
+            .unwrap();
+        assert_eq!(check.status, Status::Warn);
+        assert!(check.output.unwrap().contains("clock"));
+        board.update("s", Stream::Orders, |u| {
+            u.success(Utc::now());
         });
         let check = board
             .check("s", Stream::Orders, Duration::from_secs(3600))
