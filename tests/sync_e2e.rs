@@ -124,7 +124,10 @@ async fn api_faults_at_a_high_rate_lose_nothing() {
         malformed: 0.03,
         ..FaultConfig::default()
     });
-    let daemon = Daemon::start(&sim, &options(&db, &sim));
+    // One-day chunks: about a hundred page requests, so ~30 % faults means dozens of them.
+    let mut opts = options(&db, &sim);
+    opts.chunk = "1d";
+    let daemon = Daemon::start(&sim, &opts);
     let client = wait_for_client(&db).await;
     let t0 = chrono::DateTime::<chrono::Utc>::UNIX_EPOCH;
     assert!(

@@ -178,10 +178,14 @@ pub async fn upsert_orders(
         .iter()
         .map(|(id, sn, _)| (sn.as_str(), *id))
         .collect();
-    let changed_ids: Vec<i64> = changed.iter().map(|c| c.0).collect();
-    diesel::delete(order_items::table.filter(order_items::order_id.eq_any(&changed_ids)))
-        .execute(conn)
-        .await?;
+    // Only a replaced order can have items; a just-inserted one has a new id (saves a statement
+    // per batch on a backfill).
+    let replaced_ids: Vec<i64> = changed.iter().filter(|c| !c.2).map(|c| c.0).collect();
+    if !replaced_ids.is_empty() {
+        diesel::delete(order_items::table.filter(order_items::order_id.eq_any(&replaced_ids)))
+            .execute(conn)
+            .await?;
+    }
 
     let items: Vec<(i64, &OrderItemRecord)> = batch
         .iter()

@@ -386,29 +386,89 @@ async fn sync_windowed(
     progress: &Progress,
 ) -> Result<(), SyncError> {
     let cfg = &ctx.config;
-    let mut queue: VecDeque<Window> = chunks(window, cfg.chunk).into();
+    let queue: VecDeque<Window> = chunks(window, cfg.chunk).into();
     progress.set_chunks(queue.len() as u64);
-    while let Some(chunk) = queue.pop_front() {
-        let stored = match ctx.stream {
-            Stream::Orders => {
-                let walked = walk(|page| fetch_orders(ctx, chunk, page), cancel, progress).await?;
-                store_chunk(ctx, shop_id, chunk, walked, upsert_orders_fn, progress).await?
-            }
-            _ => {
-                let walked =
-                    walk(|page| fetch_aftersales(ctx, chunk, page), cancel, progress).await?;
-                store_chunk(ctx, shop_id, chunk, walked, upsert_aftersales_fn, progress).await?
-            }
+    match ctx.stream {
+        Stream::Orders => {
+            let fetch = |chunk, page| fetch_orders(ctx, chunk, page);
+            sync_chunks(
+                ctx,
+                shop_id,
+                cursor,
+                cancel,
+                progress,
+                queue,
+                fetch,
+                upsert_orders_fn,
+            )
+            .await
+        }
+        _ => {
+            let fetch = |chunk, page| fetch_aftersales(ctx, chunk, page);
+            let upsert = upsert_aftersales_fn;
+            sync_chunks(ctx, shop_id, cursor, cancel, progress, queue, fetch, upsert).await
+        }
+    }
+}
+
+/// Walks and stores the chunks in order. The walk of the next chunk runs while the previous one
+/// is stored (the API and PostgreSQL work at the same time); chunks are still stored, and the
+/// cursor advanced, strictly one after the other. When a stored chunk drifted, the walk of the
+/// chunk after it is thrown away and that chunk walked again after the narrowed halves, so the
+/// cursor never passes a chunk that was not stored completely.
+#[allow(clippy::too_many_arguments)]
+async fn sync_chunks<R, F, Fut>(
+    ctx: &RunContext,
+    shop_id: i64,
+    cursor: &mut Option<DateTime<Utc>>,
+    cancel: &CancellationToken,
+    progress: &Progress,
+    mut queue: VecDeque<Window>,
+    fetch: F,
+    upsert: UpsertFn<R>,
+) -> Result<(), SyncError>
+where
+    R: Keyed + Send + 'static,
+    F: Fn(Window, u32) -> Fut,
+    Fut: std::future::Future<Output = Result<Page<R>, SyncError>>,
+{
+    let mut walked: Option<(Window, Walked<R>)> = None;
+    loop {
+        let (chunk, records) = match walked.take() {
+            Some(w) => w,
+            None => match queue.pop_front() {
+                None => return Ok(()),
+                Some(c) => (c, walk(|page| fetch(c, page), cancel, progress).await?),
+            },
         };
-        match stored {
+        let (stored, next) = match queue.pop_front() {
+            Some(n) => {
+                let (stored, next) = tokio::join!(
+                    store_chunk(ctx, shop_id, chunk, records, upsert, progress),
+                    walk(|page| fetch(n, page), cancel, progress)
+                );
+                (stored, Some((n, next)))
+            }
+            None => (
+                store_chunk(ctx, shop_id, chunk, records, upsert, progress).await,
+                None,
+            ),
+        };
+        match stored? {
             ChunkStored::Done => {
                 *cursor = Some(cursor.map_or(chunk.end, |c| c.max(chunk.end)));
                 progress.chunk_done();
+                if let Some((n, next)) = next {
+                    walked = Some((n, next?));
+                }
             }
             ChunkStored::Drifted if chunk.len() > MIN_CHUNK => {
                 let (first, second) = chunk.halves();
                 tracing::info!(shop = %ctx.shop, stream = ctx.stream.as_str(),
                     from = %chunk.start, to = %chunk.end, "listing kept changing; narrowing the chunk");
+                if let Some((n, _)) = next {
+                    queue.push_front(n);
+                }
                 queue.push_front(second);
                 queue.push_front(first);
                 progress.add_chunks(1);
@@ -421,7 +481,6 @@ async fn sync_windowed(
             }
         }
     }
-    Ok(())
 }
 
 enum ChunkStored {
