@@ -9,6 +9,7 @@
 //! already been scrubbed by their producers.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -183,14 +184,57 @@ struct Snapshot {
 pub struct Health {
     inner: Arc<RwLock<Snapshot>>,
     service_id: Arc<str>,
+    /// Bumped by every change, so a rendered body can be reused until something changes.
+    version: Arc<AtomicU64>,
+    rendered: Arc<parking_lot::Mutex<Option<Rendered>>>,
 }
+
+/// A serialized report, reused while the snapshot is unchanged and younger than [`RENDER_TTL`].
+#[derive(Debug)]
+struct Rendered {
+    version: u64,
+    at: Instant,
+    status: Status,
+    body: bytes::Bytes,
+}
+
+/// How long a rendered `/health` body may be reused when nothing changed (it contains countdowns
+/// such as "restarting in N ms").
+const RENDER_TTL: Duration = Duration::from_millis(250);
 
 impl Health {
     pub fn new(service_id: impl Into<String>) -> Self {
         Self {
             inner: Arc::default(),
             service_id: Arc::from(service_id.into()),
+            version: Arc::default(),
+            rendered: Arc::default(),
         }
+    }
+
+    fn changed(&self) {
+        self.version.fetch_add(1, Ordering::Release);
+    }
+
+    /// The report's status and its JSON body, rendered at most once per change (and at least
+    /// every 250 ms): `/health` under load serializes only when there is something new to say.
+    pub fn report_body(&self) -> Result<(Status, bytes::Bytes), serde_json::Error> {
+        let version = self.version.load(Ordering::Acquire);
+        let mut cache = self.rendered.lock();
+        if let Some(r) = cache.as_ref() {
+            if r.version == version && r.at.elapsed() < RENDER_TTL {
+                return Ok((r.status, r.body.clone()));
+            }
+        }
+        let report = self.report();
+        let body = bytes::Bytes::from(serde_json::to_vec(&report)?);
+        *cache = Some(Rendered {
+            version,
+            at: Instant::now(),
+            status: report.status,
+            body: body.clone(),
+        });
+        Ok((report.status, body))
     }
 
     /// Applies `f` to the named child's record, creating it when new.
@@ -201,6 +245,8 @@ impl Health {
             .entry(name.to_string())
             .or_insert_with(ChildHealth::starting);
         f(entry);
+        drop(snap);
+        self.changed();
     }
 
     pub fn child(&self, name: &str) -> Option<ChildHealth> {
@@ -213,6 +259,7 @@ impl Health {
 
     pub fn update_db(&self, f: impl FnOnce(&mut DbHealth)) {
         f(&mut self.inner.write().db);
+        self.changed();
     }
 
     pub fn db(&self) -> DbHealth {
@@ -222,14 +269,17 @@ impl Health {
     /// Replaces the checks published under `name` (e.g. `temu:circuit`).
     pub fn set_checks(&self, name: &str, checks: Vec<Check>) {
         self.inner.write().extra.insert(name.to_string(), checks);
+        self.changed();
     }
 
     pub fn remove_checks(&self, name: &str) {
         self.inner.write().extra.remove(name);
+        self.changed();
     }
 
     pub fn set_shutting_down(&self) {
         self.inner.write().shutting_down = true;
+        self.changed();
     }
 
     /// Readiness: the database answers and the schema is migrated.
@@ -364,6 +414,27 @@ mod tests {
         let out = report.checks["postgres:connections"][0].output.clone();
         assert!(out.unwrap().contains("connection refused"));
         assert!(health.readiness().is_err());
+    }
+
+    #[test]
+    fn rendered_body_follows_every_change() {
+        let health = Health::new("test");
+        health.update_db(|db| {
+            db.reachable = true;
+            db.migrations_applied = true;
+            db.last_error = None;
+        });
+        let (status, first) = health.report_body().unwrap();
+        assert_eq!(status, Status::Pass);
+        let (_, again) = health.report_body().unwrap();
+        assert_eq!(first, again, "unchanged snapshot: same body");
+        health.update_db(|db| {
+            db.reachable = false;
+            db.last_error = Some("connection refused".into());
+        });
+        let (status, body) = health.report_body().unwrap();
+        assert_eq!(status, Status::Fail, "a change is visible at once");
+        assert!(String::from_utf8_lossy(&body).contains("connection refused"));
     }
 
     #[test]

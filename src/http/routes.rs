@@ -73,12 +73,19 @@ fn probe(ok: bool, output: Option<&str>) -> HandlerResult {
 
 /// `GET /health`: the full report; `pass`/`warn` → 200, `fail` → 503. Reads the snapshot only.
 async fn health(req: Req) -> HandlerResult {
-    let report = req.ctx.health.report();
-    let code = match report.status {
+    let (status, body) = req.ctx.health.report_body().map_err(|err| {
+        ApiError::Internal(format!("could not serialize the health report: {err}"))
+    })?;
+    let code = match status {
         Status::Pass | Status::Warn => StatusCode::OK,
         Status::Fail => StatusCode::SERVICE_UNAVAILABLE,
     };
-    json_response(code, HEALTH_JSON, &report)
+    let mut response = Response::new(Full::new(body));
+    *response.status_mut() = code;
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static(HEALTH_JSON));
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(response)
 }
 
 /// `GET /livez`: 200 when the supervisor answers within the liveness deadline, else 503.
