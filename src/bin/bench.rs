@@ -918,7 +918,7 @@ async fn bench_health(args: &Args, dir: &Path, table: &mut Table) {
         Err(_) => 0,
     };
     table.note(format!(
-        "health: the daemon's /health body is {body_len} bytes (rendered per request from the snapshot), the bare server's 17 bytes"
+        "health: the daemon's /health body is {body_len} bytes (served from a cached rendering of the snapshot), the bare server's 17 bytes"
     ));
     proxy.set_mode(FaultMode::Blackhole);
     let blackholed_at = Instant::now();
