@@ -59,70 +59,7 @@ pub struct Daemon {
 
 impl Daemon {
     pub fn start(sim: &Sim, opts: &DaemonOptions) -> Self {
-        let port = free_port();
-        let mut yaml = format!(
-            "log: {{ format: json, level: \"info,temu_sync=debug\" }}\n\
-             http: {{ listen: \"127.0.0.1:{port}\", admin_token: {{ env: TEST_ADMIN_TOKEN }} }}\n\
-             database:\n  url: \"{db}\"\n  connect_timeout: 2s\n  ping_interval: 500ms\n  \
-             ping_timeout: 400ms\n  retry_min: 100ms\n  retry_max: 1s\n  statement_timeout: 10s\n\
-             temu:\n  timeout: 5s\n  read_timeout: 3s\n  connect_timeout: 2s\n  max_retries: 6\n  \
-             call_deadline: 30s\n  retry_backoff_min: 20ms\n  retry_backoff_max: 300ms\n  \
-             breaker_threshold: 1000\n{extra_temu}\
-             apps:\n",
-            db = opts.database_url,
-            extra_temu = opts.extra_temu,
-        );
-        for (i, app) in sim.config.apps.iter().enumerate() {
-            yaml.push_str(&format!(
-                "  - {{ name: app{i}, app_key: \"{}\", app_secret: {{ env: TEST_APP_SECRET_{i} }}, qps: {} }}\n",
-                app.app_key, app.qps
-            ));
-        }
-        yaml.push_str("shops:\n");
-        for (i, shop) in sim.config.shops.iter().enumerate() {
-            let app = sim
-                .config
-                .apps
-                .iter()
-                .position(|a| a.app_key == shop.app_key)
-                .unwrap_or(0);
-            yaml.push_str(&format!(
-                "  - {{ name: {}, region: us, app: app{app}, access_token: {{ env: TEST_TOKEN_{i} }}, base_url: \"{}\" }}\n",
-                shop.name, opts.router_url
-            ));
-        }
-        yaml.push_str(&format!(
-            "sync:\n  initial_window: 91d\n  chunk: {chunk}\n  settle: 0s\n  lookback: 1h\n  lease_ttl: 3s\n  \
-             retry_backoff_min: 200ms\n  retry_backoff_max: 1s\n  max_retries: 5\n{}  \
-             intervals: {{ orders: {i}, products: {i}, aftersales: {i} }}\n\
-             supervisor: {{ shutdown_timeout: 8s }}\n",
-            opts.extra_sync,
-            i = opts.interval,
-            chunk = opts.chunk
-        ));
-        let mut config = tempfile::NamedTempFile::new().expect("temp config");
-        config.write_all(yaml.as_bytes()).expect("write config");
-        let log = tempfile::NamedTempFile::new().expect("temp log");
-        let mut cmd = Command::new(BIN);
-        cmd.arg("--config")
-            .arg(config.path())
-            .arg("run")
-            .env("TEST_ADMIN_TOKEN", ADMIN_TOKEN)
-            .stdout(Stdio::null())
-            .stderr(log.reopen().expect("log file"));
-        for (i, app) in sim.config.apps.iter().enumerate() {
-            cmd.env(format!("TEST_APP_SECRET_{i}"), &app.app_secret);
-        }
-        for (i, shop) in sim.config.shops.iter().enumerate() {
-            cmd.env(format!("TEST_TOKEN_{i}"), &shop.access_token);
-        }
-        let child = cmd.spawn().expect("daemon starts");
-        Self {
-            child,
-            addr: SocketAddr::from(([127, 0, 0, 1], port)),
-            _config: config,
-            log,
-        }
+        Self::start_with_env(sim, opts, &[])
     }
 
     /// Like [`Daemon::start`], with extra environment variables for the child (e.g.
