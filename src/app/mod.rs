@@ -63,6 +63,17 @@ pub async fn run_with(
         }
     };
     db.set_metrics(metrics.clone());
+    // Histogram samples are folded on a timer, so memory stays flat whether or not anyone scrapes.
+    let upkeep = {
+        let metrics = metrics.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(crate::metrics::UPKEEP_EVERY);
+            loop {
+                every.tick().await;
+                metrics.run_upkeep();
+            }
+        })
+    };
 
     let listener = match TcpListener::bind(config.http.listen).await {
         Ok(l) => l,
@@ -159,6 +170,7 @@ pub async fn run_with(
         Err(_) => tracing::warn!("HTTP server did not drain in time"),
     }
     db.close();
+    upkeep.abort();
     match outcome {
         Outcome::Shutdown => {
             tracing::info!("stopped");
