@@ -469,7 +469,7 @@ impl Metrics {
     ///
     /// The exporter keeps every raw sample until it is folded, and `build_recorder` starts no
     /// upkeep task of its own; without this (and without scrapes) memory grows with every
-    /// observation — found by the soak run as a steady ~1 MiB/min. The daemon calls it every
+    /// observation (found while investigating the soak's RSS growth). The daemon calls it every
     /// [`UPKEEP_EVERY`]; folding loses nothing (the next render shows the same counts).
     pub fn run_upkeep(&self) {
         self.inner.recorder.handle().run_upkeep();
