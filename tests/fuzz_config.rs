@@ -5,20 +5,14 @@
 //!
 //! `FUZZ_CASES` (default 3000) sets the number of cases per target.
 
-use std::time::Instant;
+mod fuzz_common;
+
+use fuzz_common::run;
 
 use proptest::prelude::*;
-use proptest::test_runner::{Config as RunnerConfig, TestRunner};
 use temu_sync::config::{Config, ConfigError};
 
 const SECRET: &str = "fuzz-secret-value-do-not-print";
-
-fn cases() -> u32 {
-    std::env::var("FUZZ_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(3000)
-}
 
 fn lookup(name: &str) -> Option<String> {
     name.starts_with("FUZZ_").then(|| SECRET.to_string())
@@ -161,27 +155,6 @@ fn document() -> impl Strategy<Value = String> {
             }
             doc
         })
-}
-
-fn run<S: Strategy>(name: &str, strategy: S, test: impl Fn(S::Value) -> Result<(), TestCaseError>)
-where
-    S::Value: std::fmt::Debug,
-{
-    let n = cases();
-    let mut runner = TestRunner::new(RunnerConfig {
-        cases: n,
-        failure_persistence: None,
-        ..RunnerConfig::default()
-    });
-    let t = Instant::now();
-    let result = runner.run(&strategy, test);
-    println!(
-        "fuzz {name}: {n} executions in {:.2} s",
-        t.elapsed().as_secs_f64()
-    );
-    if let Err(e) = result {
-        panic!("{name}: {e}");
-    }
 }
 
 #[test]

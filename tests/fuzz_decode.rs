@@ -6,21 +6,15 @@
 //! `FUZZ_CASES` (default 3000) sets the number of cases per target; each target prints how many
 //! executions it ran and how long it took.
 
-use std::time::Instant;
+mod fuzz_common;
+
+use fuzz_common::run;
 
 use proptest::prelude::*;
-use proptest::test_runner::{Config, TestRunner};
 use serde_json::{Map, Value};
 use temu_sync::store::records::{AfterSalesRecord, OrderRecord, ProductRecord};
 use temu_sync::temu::envelope::Envelope;
 use temu_sync::temu::model::{AfterSalesListResult, GoodsListResult, OrderListResult};
-
-fn cases() -> u32 {
-    std::env::var("FUZZ_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(3000)
-}
 
 /// Field names the decoders look at (and a few they don't), so random objects hit real paths.
 const KEYS: &[&str] = &[
@@ -160,27 +154,6 @@ fn decode_everything(result: &str) {
                 Err(e) => assert!(!e.to_string().is_empty()),
             }
         }
-    }
-}
-
-fn run<S: Strategy>(name: &str, strategy: S, test: impl Fn(S::Value) -> Result<(), TestCaseError>)
-where
-    S::Value: std::fmt::Debug,
-{
-    let n = cases();
-    let mut runner = TestRunner::new(Config {
-        cases: n,
-        failure_persistence: None,
-        ..Config::default()
-    });
-    let t = Instant::now();
-    let result = runner.run(&strategy, test);
-    println!(
-        "fuzz {name}: {n} executions in {:.2} s",
-        t.elapsed().as_secs_f64()
-    );
-    if let Err(e) = result {
-        panic!("{name}: {e}");
     }
 }
 

@@ -8,6 +8,9 @@
 
 mod sync_common;
 
+mod fuzz_common;
+
+use fuzz_common::cases;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
@@ -19,13 +22,6 @@ use temu_sync::sim::SimConfig;
 use temu_sync::testkit::TestDatabase;
 
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(2);
-
-fn cases() -> u32 {
-    std::env::var("FUZZ_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(3000)
-}
 
 fn rss_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
