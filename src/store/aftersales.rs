@@ -6,11 +6,11 @@
 //!
 //! Must not: open its own transaction or touch the sync cursor.
 
+use super::RawJson;
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel::upsert::excluded;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
-use serde_json::Value;
 
 use super::records::AfterSalesRecord;
 use super::{inserted_flag, newest_per_key, on_conflict_where, Upserted};
@@ -27,7 +27,7 @@ struct NewAfterSales<'a> {
     type_: Option<i32>,
     created_at_temu: Option<DateTime<Utc>>,
     updated_at: DateTime<Utc>,
-    raw: &'a Value,
+    raw: &'a RawJson,
 }
 
 /// Upserts a batch of one shop's after-sales cases; older or identical records change nothing

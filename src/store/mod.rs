@@ -16,6 +16,7 @@
 pub mod aftersales;
 pub mod orders;
 pub mod products;
+pub mod raw_json;
 pub mod records;
 pub mod runs;
 pub mod state;
@@ -24,6 +25,7 @@ pub mod status;
 pub use aftersales::upsert_aftersales;
 pub use orders::{ensure_shop, set_shop_mall_id, upsert_orders};
 pub use products::{mark_products_removed, upsert_products};
+pub use raw_json::RawJson;
 pub use records::{
     AfterSalesRecord, OrderItemRecord, OrderRecord, ProductRecord, RecordError, SkuRecord,
 };

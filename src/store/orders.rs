@@ -10,11 +10,11 @@
 
 use std::collections::HashMap;
 
+use super::RawJson;
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel::upsert::excluded;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
-use serde_json::Value;
 
 use super::records::{OrderItemRecord, OrderRecord};
 use super::{inserted_flag, newest_per_key, on_conflict_where, Upserted};
@@ -70,7 +70,7 @@ struct NewOrder<'a> {
     expect_ship_latest_time: Option<DateTime<Utc>>,
     region_id: Option<i64>,
     site_id: Option<i64>,
-    raw: &'a Value,
+    raw: &'a RawJson,
 }
 
 #[derive(Insertable)]

@@ -16,6 +16,8 @@ use diesel::upsert::excluded;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use serde_json::Value;
 
+use super::RawJson;
+
 use super::records::{ProductRecord, SkuRecord};
 use super::{inserted_flag, newest_per_key, on_conflict_where, Upserted};
 use crate::db::schema::{product_skus, products};
@@ -31,7 +33,7 @@ struct NewProduct<'a> {
     quantity: Option<i64>,
     price: Option<&'a BigDecimal>,
     currency: Option<&'a str>,
-    raw: &'a Value,
+    raw: &'a RawJson,
     last_seen_run_id: Option<i64>,
 }
 

@@ -9,7 +9,8 @@
 //! milliseconds, as the after-sales units are unconfirmed) become UTC instants, and a zero or
 //! negative optional time is "not set"; ids sent as numbers or strings become text; NUL
 //! characters, which PostgreSQL cannot store in `text` or `jsonb`, become U+FFFD. The raw JSON of
-//! each record is kept whole (children live inside their parent's raw), unknown fields included.
+//! each record is kept whole as text ([`RawJson`]: children live inside their parent's raw),
+//! unknown fields included.
 //!
 //! Must not: touch the database or decide what to sync.
 
@@ -19,6 +20,7 @@ use bigdecimal::BigDecimal;
 use chrono::{DateTime, TimeZone, Utc};
 use serde_json::Value;
 
+use super::raw_json::RawJson;
 use crate::temu::envelope::WithRaw;
 use crate::temu::model::{AfterSales, Goods, Id, Order, OrderItem, Sku};
 
@@ -54,13 +56,6 @@ pub enum RecordError {
         field: &'static str,
         value: i64,
     },
-    /// The raw JSON could not be read back (cannot happen for JSON the client decoded).
-    #[error("{kind} {key}: raw JSON unreadable: {detail}")]
-    Raw {
-        kind: &'static str,
-        key: String,
-        detail: String,
-    },
 }
 
 /// A parent order and its child orders, ready for [`super::upsert_orders`].
@@ -75,7 +70,7 @@ pub struct OrderRecord {
     pub region_id: Option<i64>,
     pub site_id: Option<i64>,
     /// The whole list item (`parentOrderMap` and `orderList`) as received.
-    pub raw: Value,
+    pub raw: RawJson,
     pub items: Vec<OrderItemRecord>,
 }
 
@@ -106,7 +101,7 @@ pub struct ProductRecord {
     /// JSON keeps whatever was sent).
     pub price: Option<BigDecimal>,
     pub currency: Option<String>,
-    pub raw: Value,
+    pub raw: RawJson,
     pub skus: Vec<SkuRecord>,
 }
 
@@ -130,7 +125,7 @@ pub struct AfterSalesRecord {
     pub created_at_temu: Option<DateTime<Utc>>,
     /// Temu's `updateAt`: the version of this record.
     pub updated_at: DateTime<Utc>,
-    pub raw: Value,
+    pub raw: RawJson,
 }
 
 impl OrderRecord {
@@ -157,7 +152,7 @@ impl OrderRecord {
                 .optional_time("expectShipLatestTime", parent.expect_ship_latest_time)?,
             region_id: parent.region_id,
             site_id: parent.site_id,
-            raw: ctx.raw(item.raw.get())?,
+            raw: RawJson::new(item.raw.clone()),
             items,
             parent_order_sn: sn,
         })
@@ -202,7 +197,7 @@ impl ProductRecord {
             quantity: g.quantity,
             price: g.price.as_ref().and_then(decimal),
             currency: g.currency.as_deref().map(scrub),
-            raw: ctx.raw(goods.raw.get())?,
+            raw: RawJson::new(goods.raw.clone()),
             skus,
             goods_id,
         })
@@ -233,7 +228,7 @@ impl AfterSalesRecord {
             kind: ctx.int4("afterSalesType", a.after_sales_type)?,
             created_at_temu: ctx.optional_time("createAt", a.create_at)?,
             updated_at: ctx.required_time("updateAt", a.update_at)?,
-            raw: ctx.raw(case.raw.get())?,
+            raw: RawJson::new(case.raw.clone()),
             parent_after_sales_sn: sn,
         })
     }
@@ -296,16 +291,6 @@ impl Ctx<'_> {
                 })
             })
             .transpose()
-    }
-
-    fn raw(&self, text: &str) -> Result<Value, RecordError> {
-        serde_json::from_str::<Value>(text)
-            .map(scrub_json)
-            .map_err(|e| RecordError::Raw {
-                kind: self.kind,
-                key: self.key.to_string(),
-                detail: e.to_string(),
-            })
     }
 }
 
