@@ -6,9 +6,11 @@
 #
 #   scripts/soak.sh            # 30 minutes
 #   SOAK_SECS=300 scripts/soak.sh
+#   SOAK_LOOKBACK=5m scripts/soak.sh   # sync.lookback (default 1h: the incremental working set grows for an hour)
 set -eu
 cd "$(dirname "$0")/.."
 export SOAK_SECS="${SOAK_SECS:-1800}"
 export SOAK_SAMPLE_SECS="${SOAK_SAMPLE_SECS:-5}"
 export SOAK_OUTAGE_EVERY="${SOAK_OUTAGE_EVERY:-120}"
+export SOAK_LOOKBACK="${SOAK_LOOKBACK:-1h}"
 exec cargo test --test fault_matrix -- --ignored --exact soak --nocapture

@@ -166,6 +166,21 @@ fn fd_count(pid: u32) -> usize {
         .unwrap_or(0)
 }
 
+/// Records seen by the latest successful orders run of each shop, summed.
+async fn orders_window(client: &tokio_postgres::Client) -> i64 {
+    client
+        .query_one(
+            "SELECT coalesce(sum(records_seen), 0)::bigint FROM (
+               SELECT DISTINCT ON (shop_id) records_seen FROM sync_runs
+               WHERE stream = 'orders' AND status = 'succeeded'
+               ORDER BY shop_id, finished_at DESC) latest",
+            &[],
+        )
+        .await
+        .map(|r| r.get(0))
+        .unwrap_or(-1)
+}
+
 async fn daemon_sessions(client: &tokio_postgres::Client, db: &TestDatabase) -> i64 {
     client
         .query_one(
@@ -1250,6 +1265,9 @@ struct Sample {
     records: f64,
     errors: f64,
     runs_failed: f64,
+    /// Records the latest successful orders run of each shop saw, summed: the working set of an
+    /// incremental round (everything updated within `lookback` of the cursor).
+    window: i64,
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1258,6 +1276,7 @@ async fn soak() {
     let secs = env_u64("SOAK_SECS", 120);
     let every = env_u64("SOAK_SAMPLE_SECS", 5);
     let outage_every = env_u64("SOAK_OUTAGE_EVERY", 120);
+    let lookback = std::env::var("SOAK_LOOKBACK").unwrap_or_else(|_| "1h".into());
     let db = TestDatabase::reserve("soak").expect("test database");
     let mut config = SimConfig::demo(fastrand::u64(..), 2, 2000);
     config.apps[0].qps = 50;
@@ -1282,6 +1301,7 @@ async fn soak() {
         .expect("proxy");
     let mut opts = options(&db, &sim);
     opts.interval = "2s";
+    opts.lookback = lookback.clone();
     opts.database_url = db.url_via(Some(proxy.addr()));
     let mut daemon = Daemon::start(&sim, &opts);
     let client = wait_client(&db)
@@ -1328,16 +1348,18 @@ async fn soak() {
                 .filter(|l| l.starts_with("temu_sync_sync_runs_total{") && !l.contains("success"))
                 .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
                 .sum(),
+            window: orders_window(&client).await,
         };
         println!(
-            "[{:>6.0}s] rss {:>7} KiB  fds {:>4}  pg {:>3}  records {:>8}  api errors {:>6}  runs not ok {:>5}",
+            "[{:>6.0}s] rss {:>7} KiB  fds {:>4}  pg {:>3}  records {:>8}  api errors {:>6}  runs not ok {:>5}  window {:>5}",
             s.at.as_secs_f64(),
             s.rss,
             s.fds,
             s.pg,
             s.records,
             s.errors,
-            s.runs_failed
+            s.runs_failed,
+            s.window
         );
         samples.push(s);
     }
@@ -1366,7 +1388,7 @@ async fn soak() {
     let _ = writeln!(
         out,
         "soak: {:.0} s, {} samples every {every} s, 2 shops × 2000 orders, mutation rate 0.5/order-list request, \
-         API faults ~5.5 % of requests, {outages} database outage(s) of 2 s\n",
+         API faults ~5.5 % of requests, {outages} database outage(s) of 2 s, lookback {lookback}\n",
         started.elapsed().as_secs_f64(),
         samples.len()
     );
@@ -1376,7 +1398,7 @@ async fn soak() {
         first.at.as_secs_f64()
     );
     let _ = writeln!(out, "|---|---|---|---|---|");
-    let rows: [(&str, f64, f64, f64); 6] = [
+    let rows: [(&str, f64, f64, f64); 7] = [
         (
             "RSS (KiB)",
             first.rss as f64,
@@ -1412,6 +1434,12 @@ async fn soak() {
             first.runs_failed,
             last.runs_failed,
             max(&|s| s.runs_failed),
+        ),
+        (
+            "records per incremental orders round (both shops)",
+            first.window as f64,
+            last.window as f64,
+            max(&|s| s.window as f64),
         ),
     ];
     for (name, a, b, m) in rows {

@@ -2,7 +2,7 @@
 //! signals together, and turns how it all ended into an exit code.
 //!
 //! Owns: start order (logger, metrics, database handle, HTTP listener, supervisor and its
-//! children, HTTP server, then `READY=1` to systemd and the notifier task) and shutdown order
+//! children, HTTP server on its own thread, then `READY=1` to systemd and the notifier task) and shutdown order
 //! (`STOPPING=1`, stop accepting, stop children in reverse, close the pool). Must not: contain
 //! domain logic — each concern lives in its own module.
 //!
@@ -115,13 +115,17 @@ pub async fn run_with(
             call_timeout: config.supervisor.call_timeout,
         },
     );
-    let server = tokio::spawn(http::serve_with_router(
-        listener,
-        ctx,
-        router,
-        shutdown.clone(),
-        drain,
-    ));
+    let server = match http::spawn_server_thread(listener, ctx, router, shutdown.clone(), drain) {
+        Ok(server) => server,
+        Err(e) => {
+            tracing::error!(error = %e, "could not start the HTTP endpoint's thread");
+            let stop = supervisor.shutdown();
+            let _ = tokio::time::timeout(config.supervisor.shutdown_timeout, stop).await;
+            db.close();
+            upkeep.abort();
+            return exit::SOFTWARE;
+        }
+    };
     tracing::info!(listen = %config.http.listen, instance = %instance.id, version = env!("CARGO_PKG_VERSION"), "temu-sync started");
 
     // The listener is bound and the supervisor runs: ready, whatever the database says.
@@ -163,11 +167,8 @@ pub async fn run_with(
         }
     };
     notify_task.stop().await;
-    match tokio::time::timeout(drain + Duration::from_secs(1), server).await {
-        Ok(Ok(Ok(()))) => {}
-        Ok(Ok(Err(e))) => tracing::warn!(error = %e, "HTTP server ended with an error"),
-        Ok(Err(e)) => tracing::warn!(error = %e, "HTTP server task failed"),
-        Err(_) => tracing::warn!("HTTP server did not drain in time"),
+    if let Err(why) = server.finished(drain + Duration::from_secs(1)).await {
+        tracing::warn!(error = %why, "HTTP endpoint did not stop cleanly");
     }
     db.close();
     upkeep.abort();

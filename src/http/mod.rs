@@ -1,11 +1,13 @@
 //! The HTTP endpoint: health probes now; status, metrics and control routes later.
 //!
-//! Owns: the hyper 1 HTTP/1.1 server the daemon runs as a task (not an actor). It reads the
+//! Owns: the hyper 1 HTTP/1.1 server the daemon runs on a thread and runtime of its own (not an
+//! actor; see `thread.rs`). It reads the
 //! [`Health`](crate::health::Health) snapshot, asks the supervisor whether it is alive through the
 //! [`HttpContext::liveness`] callback, and will send triggers to sync actors.
 //!
 //! Layout, one concern per file:
 //! - `server.rs`: accept loop, connection cap, header read timeout, graceful drain;
+//! - `thread.rs`: the endpoint's own thread and single-threaded runtime;
 //! - `pipeline.rs`: per request — request id, routing, rate limit, deadline, panic → 500, logging,
 //!   `X-Request-Id` / `X-Process-Time`;
 //! - `router.rs`: the route table ([`Router`]) and what a handler gets ([`Req`]);
@@ -23,6 +25,7 @@ mod rate_limit;
 mod router;
 mod routes;
 mod server;
+mod thread;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,6 +39,7 @@ pub use problem::{ApiError, PROBLEM_JSON};
 pub use rate_limit::{client_key, ClientRateLimiter};
 pub use router::{Handler, HandlerResult, RateLimit, Req, Router};
 pub use routes::{json_response, HEALTH_JSON, LIVENESS_DEADLINE};
+pub use thread::{spawn_server_thread, ServerThread};
 
 /// Answers whether the supervisor responds within the given deadline.
 pub type Liveness = Arc<dyn Fn(Duration) -> BoxFuture<'static, bool> + Send + Sync>;

@@ -48,6 +48,8 @@ pub struct DaemonOptions {
     pub interval: &'static str,
     /// `sync.chunk`: how much of the window one walk covers.
     pub chunk: &'static str,
+    /// `sync.lookback`: how far each incremental window reaches back before the cursor.
+    pub lookback: String,
 }
 
 pub struct Daemon {
@@ -98,13 +100,14 @@ impl Daemon {
             ));
         }
         yaml.push_str(&format!(
-            "sync:\n  initial_window: 91d\n  chunk: {chunk}\n  settle: 0s\n  lookback: 1h\n  lease_ttl: 3s\n  \
+            "sync:\n  initial_window: 91d\n  chunk: {chunk}\n  settle: 0s\n  lookback: {lookback}\n  lease_ttl: 3s\n  \
              retry_backoff_min: 200ms\n  retry_backoff_max: 1s\n  max_retries: 5\n{}  \
              intervals: {{ orders: {i}, products: {i}, aftersales: {i} }}\n\
              supervisor: {{ shutdown_timeout: 8s }}\n",
             opts.extra_sync,
             i = opts.interval,
-            chunk = opts.chunk
+            chunk = opts.chunk,
+            lookback = opts.lookback
         ));
         let mut config = tempfile::NamedTempFile::new().expect("temp config");
         config.write_all(yaml.as_bytes()).expect("write config");
@@ -191,6 +194,7 @@ pub fn options(db: &TestDatabase, sim: &Sim) -> DaemonOptions {
         extra_temu: String::new(),
         interval: "2s",
         chunk: "7d",
+        lookback: "1h".into(),
     }
 }
 
