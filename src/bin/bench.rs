@@ -971,14 +971,20 @@ async fn bench_health(args: &Args, dir: &Path, table: &mut Table) {
     daemon.stop();
     sim.shutdown().await;
 
-    let row = |table: &mut Table, label: &str, l: &Load| {
+    // `judged`: whether the ratio to the idle baseline is a fair test. During a sync it is not (the
+    // bare server ran with the machine to itself); the control measured during the same sync is.
+    let row = |table: &mut Table, label: &str, l: &Load, judged: bool| {
         let ratio = l.rps / base.rps;
         table.add(
             "health",
             format!("/health {label}: requests/s (ratio to bare hyper)"),
             format!("{:.0} ({ratio:.2})", l.rps),
-            "≥ 0.8 × bare",
-            Some(ratio >= 0.8),
+            if judged {
+                "≥ 0.8 × bare"
+            } else {
+                "shares the CPU with the sync: judged by the next row"
+            },
+            judged.then_some(ratio >= 0.8),
         );
         table.add(
             "health",
@@ -1001,8 +1007,8 @@ async fn bench_health(args: &Args, dir: &Path, table: &mut Table) {
         "",
         None,
     );
-    row(table, "idle", &alone);
-    row(table, "during a sync", &during);
+    row(table, "idle", &alone, true);
+    row(table, "during a sync", &during, false);
     let same_load = during.rps / bare_during.rps;
     table.add(
         "health",
@@ -1014,7 +1020,7 @@ async fn bench_health(args: &Args, dir: &Path, table: &mut Table) {
         "≥ 0.8 × bare",
         Some(same_load >= 0.8),
     );
-    row(table, "with the database blackholed", &dark);
+    row(table, "with the database blackholed", &dark, true);
     table.note(format!(
         "health: wrk -t1 -c{conns} -d{secs}s; blackholed answers were {} of them 503 (fail, as they should be); /health turned 503 {:.2} s after the blackhole",
         dark.non_2xx,
