@@ -128,6 +128,9 @@ pub struct DatabaseConfig {
     /// Longest retry delay while the database stays unreachable.
     #[serde(with = "super::duration")]
     pub retry_max: Duration,
+    /// PEM file of the CA certificates trusted for the server's certificate, instead of the
+    /// system's; used when `url` has `sslmode=require` (then TLS is always verified).
+    pub tls_ca_file: Option<std::path::PathBuf>,
 }
 
 impl Default for DatabaseConfig {
@@ -150,6 +153,7 @@ impl Default for DatabaseConfig {
             create_database: true,
             retry_min: Duration::from_secs(1),
             retry_max: Duration::from_secs(30),
+            tls_ca_file: None,
         }
     }
 }

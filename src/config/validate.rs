@@ -86,6 +86,11 @@ impl Config {
             "database.ping_interval",
             d.ping_interval,
         );
+        if let Some(path) = &d.tls_ca_file {
+            if let Err(message) = check_tls_ca_file(&d.url, path) {
+                p.push(("database.tls_ca_file".to_string(), message));
+            }
+        }
         positive(p, "database.leak_threshold", d.leak_threshold);
         positive(p, "database.retry_min", d.retry_min);
         not_above(
@@ -315,6 +320,26 @@ fn check_database_url(url: &str) -> Result<(), String> {
         return Err("the URL names no user: expected postgres://user@host:port/dbname".to_string());
     }
     Ok(())
+}
+
+/// A CA file only means something with TLS on, and must be a readable file (its PEM content is
+/// checked when the connector is built).
+fn check_tls_ca_file(url: &str, path: &std::path::Path) -> Result<(), String> {
+    let asks_tls = parse_database_url(url)
+        .map(|c| c.get_ssl_mode() == tokio_postgres::config::SslMode::Require)
+        .unwrap_or(true); // a bad URL is reported under database.url
+    if !asks_tls {
+        return Err(
+            "set, but database.url does not ask for TLS: add ?sslmode=require to the URL \
+             (or remove tls_ca_file)"
+                .to_string(),
+        );
+    }
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_file() => Ok(()),
+        Ok(_) => Err(format!("{} is not a file", path.display())),
+        Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+    }
 }
 
 fn check_proxy_url(url: &str) -> Result<(), String> {

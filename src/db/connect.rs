@@ -1,8 +1,9 @@
 //! Opening one PostgreSQL connection the way every pooled connection must be opened.
 //!
 //! Owns: the `tokio_postgres::Config` built from [`DatabaseConfig`] (connect timeout, TCP
-//! keepalive, application name and the per-session server-side timeouts), the whole-handshake
-//! deadline, and creating the database when it is missing.
+//! keepalive, application name and the per-session server-side timeouts), TLS when the URL asks
+//! for it (`tls.rs`), the whole-handshake deadline, cancelling a running statement, and creating
+//! the database when it is missing.
 //!
 //! Every session gets `statement_timeout`, `lock_timeout` and
 //! `idle_in_transaction_session_timeout` as startup options, so the server itself ends work that a
@@ -13,7 +14,9 @@ use std::time::Duration;
 use diesel::ConnectionError;
 use diesel_async::AsyncPgConnection;
 use tokio_postgres::error::SqlState;
-use tokio_postgres::NoTls;
+use tokio_postgres::tls::{MakeTlsConnect, TlsStream};
+use tokio_postgres::{CancelToken, NoTls, Socket};
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::DbError;
 use crate::config::DatabaseConfig;
@@ -22,6 +25,8 @@ use crate::config::DatabaseConfig;
 #[derive(Clone)]
 pub struct Connector {
     pg: tokio_postgres::Config,
+    /// `Some` when the URL says `sslmode=require`: every connection then uses verified TLS.
+    tls: Option<MakeRustlsConnect>,
     handshake_deadline: Duration,
 }
 
@@ -32,6 +37,7 @@ impl std::fmt::Debug for Connector {
             .field("hosts", &self.pg.get_hosts())
             .field("dbname", &self.pg.get_dbname())
             .field("user", &self.pg.get_user())
+            .field("tls", &self.tls.is_some())
             .finish()
     }
 }
@@ -55,8 +61,11 @@ impl Connector {
                 millis(cfg.lock_timeout),
                 millis(cfg.idle_in_transaction_timeout),
             ));
+        let tls =
+            super::tls::connector(&pg, cfg.tls_ca_file.as_deref()).map_err(DbError::Config)?;
         Ok(Self {
             pg,
+            tls,
             // The socket connect has its own timeout; the startup handshake (auth, parameter
             // exchange) does not, and a server that accepts but never answers would hang it.
             handshake_deadline: cfg.connect_timeout,
@@ -68,16 +77,19 @@ impl Connector {
         self.pg.get_dbname().unwrap_or("postgres")
     }
 
+    /// Whether connections use TLS (the URL says `sslmode=require`).
+    pub fn uses_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
     /// Opens one diesel-async connection, bounded by the connect timeout end to end.
     pub async fn connect(&self) -> Result<AsyncPgConnection, ConnectionError> {
         let deadline = self.handshake_deadline;
         let attempt = async {
-            let (client, connection) = self
-                .pg
-                .connect(NoTls)
-                .await
-                .map_err(|e| ConnectionError::BadConnection(describe_pg_error(&e)))?;
-            AsyncPgConnection::try_from_client_and_connection(client, connection).await
+            match &self.tls {
+                Some(tls) => open(&self.pg, tls.clone()).await,
+                None => open(&self.pg, NoTls).await,
+            }
         };
         match tokio::time::timeout(deadline, attempt).await {
             Ok(result) => result,
@@ -85,6 +97,18 @@ impl Connector {
                 "no answer from the database server within {deadline:?} (connect_timeout)"
             ))),
         }
+    }
+
+    /// Asks the server to cancel what the session of `token` is running, over the same kind of
+    /// connection (TLS or not) as the session's; bounded by `deadline`. Best effort.
+    pub async fn cancel(&self, token: CancelToken, deadline: Duration) {
+        let cancelled = async {
+            let _ = match &self.tls {
+                Some(tls) => token.cancel_query(tls.clone()).await,
+                None => token.cancel_query(NoTls).await,
+            };
+        };
+        let _ = tokio::time::timeout(deadline, cancelled).await;
     }
 
     /// Creates the configured database when it does not exist and the role may.
@@ -123,18 +147,48 @@ impl Connector {
         cfg: &tokio_postgres::Config,
     ) -> Result<tokio_postgres::Client, RawConnectError> {
         let fut = async {
-            let (client, connection) = cfg.connect(NoTls).await?;
-            tokio::spawn(async move {
-                // Ends when the client is dropped; an error here is the socket closing.
-                let _ = connection.await;
-            });
-            Ok(client)
+            match &self.tls {
+                Some(tls) => open_client(cfg, tls.clone()).await,
+                None => open_client(cfg, NoTls).await,
+            }
         };
         match tokio::time::timeout(self.handshake_deadline, fut).await {
             Ok(r) => r.map_err(RawConnectError::Pg),
             Err(_) => Err(RawConnectError::Timeout(self.handshake_deadline)),
         }
     }
+}
+
+/// One diesel-async connection over `tls` (or plain TCP with `NoTls`).
+async fn open<T>(pg: &tokio_postgres::Config, tls: T) -> Result<AsyncPgConnection, ConnectionError>
+where
+    T: MakeTlsConnect<Socket>,
+    T::Stream: TlsStream + Unpin + Send + 'static,
+{
+    let (client, connection) = pg
+        .connect(tls)
+        .await
+        .map_err(|e| ConnectionError::BadConnection(describe_pg_error(&e)))?;
+    AsyncPgConnection::try_from_client_and_connection(client, connection).await
+}
+
+/// One plain tokio-postgres client; its connection is driven by a task that ends with it.
+async fn open_client<T>(
+    cfg: &tokio_postgres::Config,
+    tls: T,
+) -> Result<tokio_postgres::Client, tokio_postgres::Error>
+where
+    T: MakeTlsConnect<Socket>,
+    T::Stream: Send + 'static,
+    T::TlsConnect: Send,
+    <T::TlsConnect as tokio_postgres::tls::TlsConnect<Socket>>::Future: Send,
+{
+    let (client, connection) = cfg.connect(tls).await?;
+    tokio::spawn(async move {
+        // Ends when the client is dropped; an error here is the socket closing.
+        let _ = connection.await;
+    });
+    Ok(client)
 }
 
 enum RawConnectError {

@@ -13,6 +13,7 @@ mod error;
 pub mod migrate;
 mod pool;
 pub mod schema;
+mod tls;
 
 pub use actor::{DbActor, DbActorArgs, DbMsg, Instance};
 pub use connect::{describe_pg_error, Connector};

@@ -239,12 +239,9 @@ impl Database {
                 // (diesel-async reports the connection broken). Cancel on the server too, so the
                 // statement stops now rather than at statement_timeout.
                 drop(checkout);
+                let connector = self.connector().clone();
                 tokio::spawn(async move {
-                    let _ = tokio::time::timeout(
-                        Duration::from_secs(5),
-                        cancel.cancel_query(tokio_postgres::NoTls),
-                    )
-                    .await;
+                    connector.cancel(cancel, Duration::from_secs(5)).await;
                 });
                 tracing::warn!(
                     work = label,
