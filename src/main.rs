@@ -72,6 +72,11 @@ fn main() -> ExitCode {
     };
     let command = cli.command.unwrap_or(Command::Run);
     if let Command::CheckConfig = command {
+        // What the database connector reads from files (the TLS CA file) is checked here too.
+        if let Err(e) = temu_sync::db::Connector::new(&config.database) {
+            eprintln!("temu-sync: invalid configuration:\n{e}");
+            return ExitCode::from(exit::CONFIG as u8);
+        }
         for warning in &warnings {
             eprintln!("warning: {warning}");
         }

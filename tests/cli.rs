@@ -57,6 +57,22 @@ fn missing_secret_exits_78_naming_the_variable() {
 }
 
 #[test]
+fn check_config_reads_the_tls_ca_file() {
+    let mut not_pem = tempfile::NamedTempFile::new().expect("temp file");
+    not_pem.write_all(b"not a certificate\n").expect("write");
+    let yaml = format!(
+        "database:\n  url: \"postgres://postgres@db.internal:5432/temu?sslmode=require\"\n  \
+         tls_ca_file: {}\n",
+        not_pem.path().display()
+    );
+    let out = run_with(&yaml, &["check-config"], &[]);
+    assert_eq!(out.status.code(), Some(78));
+    let err = stderr(&out);
+    assert!(err.contains("database.tls_ca_file"), "{err}");
+    assert!(err.contains("no certificate"), "{err}");
+}
+
+#[test]
 fn bad_environment_override_exits_78_naming_the_variable() {
     let out = run_with(
         "",
