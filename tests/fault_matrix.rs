@@ -895,20 +895,6 @@ async fn api_token(row: &mut Row) {
 // ---------------------------------------------------------------------------------------------
 // Process faults
 
-async fn running_run(client: &tokio_postgres::Client, limit: Duration) -> bool {
-    eventually(limit, || async {
-        client
-            .query_one(
-                "SELECT count(*) FROM sync_runs WHERE status = 'running' AND pages > 0",
-                &[],
-            )
-            .await
-            .map(|r| r.get::<_, i64>(0) > 0)
-            .unwrap_or(false)
-    })
-    .await
-}
-
 async fn sigterm(row: &mut Row) {
     let setup = Setup {
         orders: 1500,
@@ -920,7 +906,7 @@ async fn sigterm(row: &mut Row) {
         return;
     };
     row.check(
-        running_run(&w.client, Duration::from_secs(30)).await,
+        run_in_progress(&w.client, Duration::from_secs(30)).await,
         "no run in progress",
     );
     w.daemon.signal(libc::SIGTERM);
@@ -1004,7 +990,7 @@ async fn two_daemons(row: &mut Row) {
     };
     let mut other = Daemon::start(&w.sim, &w.opts);
     row.check(
-        running_run(&w.client, Duration::from_secs(30)).await,
+        run_in_progress(&w.client, Duration::from_secs(30)).await,
         "no run in progress",
     );
     tokio::time::sleep(Duration::from_millis(fastrand::u64(500..2_000))).await;

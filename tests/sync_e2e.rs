@@ -23,12 +23,11 @@ async fn setup(prefix: &str, orders: usize) -> (TestDatabase, Sim) {
 /// simulator stamps a second change to one order `updated + 1`); the next round (2 s interval,
 /// 1 h lookback) takes it. A record really lost stays different and fails after the bound.
 async fn assert_matches_truth(client: &tokio_postgres::Client, sim: &Sim, daemon: &Daemon) {
-    let end = Instant::now() + Duration::from_secs(30);
-    let mut diff = compare(client, sim).await;
-    while !diff.is_clean() && Instant::now() < end {
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        diff = compare(client, sim).await;
-    }
+    eventually(Duration::from_secs(30), || async {
+        compare(client, sim).await.is_clean()
+    })
+    .await;
+    let diff = compare(client, sim).await;
     assert!(
         diff.is_clean(),
         "database differs from the ground truth: {}\nlog:\n{}",
@@ -219,7 +218,7 @@ async fn sigterm_mid_run_cancels_cleanly_and_releases_the_lease() {
     });
     let mut daemon = Daemon::start(&sim, &options(&db, &sim));
     let client = wait_for_client(&db).await;
-    let running = run_in_progress(&client).await;
+    let running = run_in_progress(&client, Duration::from_secs(30)).await;
     assert!(running, "a run is in progress\n{}", daemon.log_tail(30));
     daemon.signal(libc::SIGTERM);
     let code = daemon.wait_exit(Duration::from_secs(20));
@@ -300,7 +299,7 @@ async fn killed_with_sigkill_mid_run_and_restarted_loses_nothing() {
     let opts = options(&db, &sim);
     let mut first = Daemon::start(&sim, &opts);
     let client = wait_for_client(&db).await;
-    let running = run_in_progress(&client).await;
+    let running = run_in_progress(&client, Duration::from_secs(30)).await;
     assert!(running, "a run is in progress");
     first.signal(libc::SIGKILL);
     assert!(first.wait_exit(Duration::from_secs(10)).is_some());
@@ -342,7 +341,7 @@ async fn database_going_away_mid_run_and_back_loses_nothing() {
     opts.database_url = db.url_via(Some(proxy.addr()));
     let mut daemon = Daemon::start(&sim, &opts);
     let client = wait_for_client(&db).await;
-    let running = run_in_progress(&client).await;
+    let running = run_in_progress(&client, Duration::from_secs(30)).await;
     assert!(running, "a run is in progress");
     proxy.set_mode(FaultMode::Refuse);
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -515,21 +514,6 @@ async fn trigger_and_status_routes() {
     assert!(!log.contains(ADMIN_TOKEN));
     assert!(!log.contains(&sim.config.apps[0].app_secret));
     assert!(!log.contains(&sim.config.shops[0].access_token));
-}
-
-/// Waits (up to 30 s) until some run has fetched pages and is still running.
-async fn run_in_progress(client: &tokio_postgres::Client) -> bool {
-    eventually(Duration::from_secs(30), || async {
-        client
-            .query_one(
-                "SELECT count(*) FROM sync_runs WHERE status = 'running' AND pages > 0",
-                &[],
-            )
-            .await
-            .map(|r| r.get::<_, i64>(0) > 0)
-            .unwrap_or(false)
-    })
-    .await
 }
 
 async fn wait_for_client(db: &TestDatabase) -> tokio_postgres::Client {

@@ -248,6 +248,21 @@ pub async fn succeeded_since(
         .collect()
 }
 
+/// Waits (up to `limit`) until some run has fetched pages and is still running.
+pub async fn run_in_progress(client: &tokio_postgres::Client, limit: Duration) -> bool {
+    eventually(limit, || async {
+        client
+            .query_one(
+                "SELECT count(*) FROM sync_runs WHERE status = 'running' AND pages > 0",
+                &[],
+            )
+            .await
+            .map(|r| r.get::<_, i64>(0) > 0)
+            .unwrap_or(false)
+    })
+    .await
+}
+
 /// Waits until every shop × stream has a succeeded run that started after `since`.
 pub async fn wait_for_complete_round(
     client: &tokio_postgres::Client,
