@@ -979,10 +979,12 @@ async fn sigkill_repeated(row: &mut Row, times: usize) {
 }
 
 async fn two_daemons(row: &mut Row) {
+    // A backfill of several seconds, so the kill below lands mid-run (with 1 500 orders at 30 ms
+    // the backfill could end before a run in flight was seen).
     let setup = Setup {
-        orders: 1500,
+        orders: 4000,
         settle: false,
-        sim: |c| c.faults.latency = Latency::Fixed(Duration::from_millis(30)),
+        sim: |c| c.faults.latency = Latency::Fixed(Duration::from_millis(50)),
         ..Setup::default()
     };
     let Some(mut w) = World::start("fm_two", setup, row).await else {
