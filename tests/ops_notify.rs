@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use temu_sync::health::Health;
 use temu_sync::ops::Notifier;
+use temu_sync::shutdown::Shutdown;
 use temu_sync::supervisor::PingFn;
 
 const BIN: &str = env!("CARGO_BIN_EXE_temu-sync");
@@ -197,7 +198,9 @@ async fn watchdog_stops_while_the_supervisor_hangs_and_resumes_after() {
         Some(Duration::from_millis(200))
     );
     let hang = Arc::new(AtomicBool::new(false));
-    let task = notifier.spawn(
+    let shutdown = Shutdown::new();
+    notifier.spawn(
+        &shutdown,
         switchable_liveness(hang.clone()),
         Health::new("test"),
         Duration::from_millis(100),
@@ -234,7 +237,7 @@ async fn watchdog_stops_while_the_supervisor_hangs_and_resumes_after() {
         count(&back, "WATCHDOG=1") >= 3,
         "pings resume once the supervisor answers: {back:?}"
     );
-    task.stop().await;
+    assert_eq!(shutdown.stop(Duration::from_secs(1)).await, Ok(()));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -248,7 +251,8 @@ async fn status_follows_health_changes() {
         db.last_error = None;
     });
     let alive: PingFn = Arc::new(|_| Box::pin(async { true }));
-    let task = notifier.spawn(alive, health.clone(), Duration::from_millis(100));
+    let shutdown = Shutdown::new();
+    notifier.spawn(&shutdown, alive, health.clone(), Duration::from_millis(100));
     let s = systemd.clone();
     let (seen, ok) = tokio::task::spawn_blocking(move || {
         s.until(Duration::from_secs(5), |m| m.starts_with("STATUS=pass"))
@@ -279,5 +283,5 @@ async fn status_follows_health_changes() {
         quiet.is_empty(),
         "STATUS= is sent on change only: {quiet:?}"
     );
-    task.stop().await;
+    assert_eq!(shutdown.stop(Duration::from_secs(1)).await, Ok(()));
 }

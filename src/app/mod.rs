@@ -1,33 +1,35 @@
 //! The daemon's top level: wires configuration, the supervisor tree, the HTTP endpoint and
 //! signals together, and turns how it all ended into an exit code.
 //!
-//! Owns: start order (logger, metrics, database handle, HTTP listener, supervisor and its
-//! children, HTTP server on its own thread, then `READY=1` to systemd and the notifier task) and shutdown order
-//! (`STOPPING=1`, stop accepting, stop children in reverse, close the pool). Must not: contain
-//! domain logic — each concern lives in its own module.
+//! Owns: start order (logger, the shared handles — metrics, database handle, Temu client,
+//! shutdown — in [`Shared`], the HTTP listener, the supervisor and its children, the HTTP server on
+//! its own thread, then `READY=1` to systemd and the notifier task) and the one stop path,
+//! [`stop`]: `STOPPING=1`, cancel the shutdown token (the endpoint stops accepting and drains, runs
+//! cancel), stop the children in reverse, wait for the tracked tasks, close the pool. Must not:
+//! contain domain logic — each concern lives in its own module.
 //!
 //! `READY=1` does not wait for the database: a down database is a failing health check, and must
 //! not make systemd's start time out.
 
 pub mod demo;
+mod shared;
 pub mod status;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use crate::db::{Database, DbActor, DbActorArgs, DbMsg, Instance};
+use crate::db::{DbActor, DbActorArgs, DbMsg};
 use crate::exit;
-use crate::health::Health;
-use crate::http::{self, HttpContext};
-use crate::metrics::Metrics;
+use crate::http::{self, HttpContext, ServerThread};
 use crate::ops::{status_line, Notifier};
 use crate::supervisor::{ActorChild, ChildSpec, Outcome, SupervisorArgs, SupervisorHandle};
 use crate::sync::{actor_name, SyncActor, SyncActorArgs, SyncBoard, SyncControl, SyncMsg};
 use crate::temu::actor::{TemuActor, TemuActorArgs, TemuMsg};
+
+pub use shared::Shared;
 
 /// Name of the database actor in the supervisor tree.
 pub const DB_ACTOR: &str = "db";
@@ -39,100 +41,83 @@ pub async fn run(config: Config) -> i32 {
     run_with(config, SyncBoard::default(), shutdown_signal()).await
 }
 
-/// Runs the daemon with a given sync board until `shutdown` completes (its value names the
+/// Why the daemon stops.
+enum StopCause {
+    /// A signal (or the caller's future): the supervisor still runs and is stopped in order.
+    Asked(&'static str),
+    /// The supervisor ended by itself.
+    Supervisor(Outcome),
+    /// Start-up failed after the shared handles were built; the exit code says how.
+    StartFailed(i32),
+}
+
+/// Runs the daemon with a given sync board until `shutdown_when` completes (its value names the
 /// reason in the log) or the supervisor melts down.
 pub async fn run_with(
     config: Config,
     board: SyncBoard,
     shutdown_when: impl std::future::Future<Output = &'static str>,
 ) -> i32 {
-    let instance = Instance::current();
-    let health = Health::new(instance.id.clone());
+    let shared = match Shared::build(config, board) {
+        Ok(shared) => shared,
+        Err(code) => return code,
+    };
     let notifier = Notifier::from_env();
-    let metrics = Metrics::new();
-    for shop in &config.shops {
-        for stream in &shop.streams {
-            metrics.init_sync_series(&shop.name, stream.as_str());
-        }
-    }
-    let db = match Database::new(config.database.clone()) {
-        Ok(db) => db,
-        Err(e) => {
-            tracing::error!(error = %e, "invalid database configuration");
-            return exit::CONFIG;
-        }
-    };
-    db.set_metrics(metrics.clone());
-    // Histogram samples are folded on a timer, so memory stays flat whether or not anyone scrapes.
-    let upkeep = {
-        let metrics = metrics.clone();
-        tokio::spawn(async move {
-            let mut every = tokio::time::interval(crate::metrics::UPKEEP_EVERY);
-            loop {
-                every.tick().await;
-                metrics.run_upkeep();
-            }
-        })
-    };
-
-    let listener = match TcpListener::bind(config.http.listen).await {
+    spawn_metrics_upkeep(&shared);
+    let cfg = &shared.config;
+    let listener = match TcpListener::bind(cfg.http.listen).await {
         Ok(l) => l,
         Err(e) => {
-            tracing::error!(listen = %config.http.listen, error = %e,
+            tracing::error!(listen = %cfg.http.listen, error = %e,
                 "cannot listen on http.listen; is another instance running or the address wrong?");
-            return exit::CONFIG;
+            return stop(
+                &shared,
+                &notifier,
+                None,
+                None,
+                StopCause::StartFailed(exit::CONFIG),
+            )
+            .await;
         }
     };
-
-    let children = daemon_children(&config, &db, &health, &board, &instance, &metrics);
     let args = SupervisorArgs {
-        config: config.supervisor.clone(),
-        children,
-        health: health.clone(),
+        config: cfg.supervisor.clone(),
+        children: daemon_children(&shared),
+        health: shared.health.clone(),
     };
-    let mut supervisor =
-        match SupervisorHandle::start(&format!("supervisor-{}", instance.id), args).await {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::error!(error = %e, "could not start the supervisor");
-                return exit::SOFTWARE;
-            }
-        };
-
-    let shutdown = CancellationToken::new();
-    let ctx = HttpContext {
-        health: health.clone(),
-        liveness: supervisor.liveness(),
-        config: config.http.clone(),
-        metrics: metrics.clone(),
+    let name = format!("supervisor-{}", shared.instance.id);
+    let mut supervisor = match SupervisorHandle::start(&name, args).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "could not start the supervisor");
+            return stop(
+                &shared,
+                &notifier,
+                None,
+                None,
+                StopCause::StartFailed(exit::SOFTWARE),
+            )
+            .await;
+        }
     };
-    let drain = config.supervisor.shutdown_timeout / 2;
-    let router = crate::sync::control::routes(
-        http::Router::standard(),
-        SyncControl {
-            board: board.clone(),
-            admin_token: config.http.admin_token.clone(),
-            call_timeout: config.supervisor.call_timeout,
-        },
-    );
-    let server = match http::spawn_server_thread(listener, ctx, router, shutdown.clone(), drain) {
+    let server = match start_endpoint(&shared, listener, &supervisor) {
         Ok(server) => server,
         Err(e) => {
             tracing::error!(error = %e, "could not start the HTTP endpoint's thread");
-            let stop = supervisor.shutdown();
-            let _ = tokio::time::timeout(config.supervisor.shutdown_timeout, stop).await;
-            db.close();
-            upkeep.abort();
-            return exit::SOFTWARE;
+            let cause = StopCause::StartFailed(exit::SOFTWARE);
+            return stop(&shared, &notifier, Some(supervisor), None, cause).await;
         }
     };
-    tracing::info!(listen = %config.http.listen, instance = %instance.id, version = env!("CARGO_PKG_VERSION"), "temu-sync started");
+    tracing::info!(listen = %cfg.http.listen, instance = %shared.instance.id,
+        version = env!("CARGO_PKG_VERSION"), "temu-sync started");
 
     // The listener is bound and the supervisor runs: ready, whatever the database says.
-    notifier.ready(&status_line(&health.report()));
-    let notify_task = notifier.spawn(
-        supervisor.liveness(),
-        health.clone(),
+    notifier.ready(&status_line(&shared.health.report()));
+    let liveness = supervisor.liveness();
+    notifier.spawn(
+        &shared.shutdown,
+        liveness,
+        shared.health.clone(),
         http::LIVENESS_DEADLINE,
     );
     if let Some(every) = notifier.watchdog_interval() {
@@ -142,42 +127,114 @@ pub async fn run_with(
         );
     }
 
-    let outcome = tokio::select! {
-        signal = shutdown_when => {
+    let cause = tokio::select! {
+        signal = shutdown_when => StopCause::Asked(signal),
+        outcome = supervisor.finished() => StopCause::Supervisor(outcome),
+    };
+    stop(&shared, &notifier, Some(supervisor), Some(server), cause).await
+}
+
+/// Histogram samples are folded on a timer, so memory stays flat whether or not anyone scrapes.
+fn spawn_metrics_upkeep(shared: &Shared) {
+    let (metrics, shutdown) = (shared.metrics.clone(), shared.shutdown.clone());
+    shared.shutdown.spawn(async move {
+        let mut every = tokio::time::interval(crate::metrics::UPKEEP_EVERY);
+        loop {
+            tokio::select! {
+                _ = shutdown.stopping() => return,
+                _ = every.tick() => metrics.run_upkeep(),
+            }
+        }
+    });
+}
+
+/// The HTTP endpoint on its own thread, serving until the shutdown token is cancelled.
+fn start_endpoint(
+    shared: &Shared,
+    listener: TcpListener,
+    supervisor: &SupervisorHandle,
+) -> std::io::Result<ServerThread> {
+    let cfg = &shared.config;
+    let ctx = HttpContext {
+        health: shared.health.clone(),
+        liveness: supervisor.liveness(),
+        config: cfg.http.clone(),
+        metrics: shared.metrics.clone(),
+    };
+    let control = SyncControl {
+        board: shared.board.clone(),
+        admin_token: cfg.http.admin_token.clone(),
+        call_timeout: cfg.supervisor.call_timeout,
+    };
+    let router = crate::sync::control::routes(http::Router::standard(), control);
+    http::spawn_server_thread(listener, ctx, router, shared.shutdown.token(), drain(cfg))
+}
+
+/// How long open HTTP connections may drain on stop.
+fn drain(config: &Config) -> Duration {
+    config.supervisor.shutdown_timeout / 2
+}
+
+/// The one stop path, in one order: tell systemd and the health report, cancel the shutdown
+/// token (the endpoint stops accepting, runs and tasks end), stop the supervisor's children in
+/// reverse start order, let the endpoint drain, wait for the tracked tasks, close the pool.
+async fn stop(
+    shared: &Shared,
+    notifier: &Notifier,
+    supervisor: Option<SupervisorHandle>,
+    server: Option<ServerThread>,
+    cause: StopCause,
+) -> i32 {
+    let timeout = shared.config.supervisor.shutdown_timeout;
+    match &cause {
+        StopCause::Asked(signal) => {
             tracing::info!(%signal, "shutting down");
-            notify_task.cancel();
             notifier.stopping(&format!("stopping ({signal})"));
-            health.set_shutting_down();
-            shutdown.cancel();
-            let stop = supervisor.shutdown();
-            match tokio::time::timeout(config.supervisor.shutdown_timeout + Duration::from_secs(2), stop).await {
-                Ok(outcome) => outcome,
-                Err(_) => {
+        }
+        StopCause::Supervisor(_) => notifier.stopping("stopping (supervisor gave up)"),
+        StopCause::StartFailed(_) => notifier.stopping("stopping (start-up failed)"),
+    }
+    shared.health.set_shutting_down();
+    shared.shutdown.cancel();
+    let outcome = match (cause, supervisor) {
+        (StopCause::Supervisor(outcome), _) => Ok(outcome),
+        (cause, Some(supervisor)) => {
+            let stopped =
+                tokio::time::timeout(timeout + Duration::from_secs(2), supervisor.shutdown());
+            match (stopped.await, cause) {
+                (_, StopCause::StartFailed(code)) => Err(code),
+                (Ok(outcome), _) => Ok(outcome),
+                (Err(_), _) => {
                     tracing::error!("shutdown did not finish within supervisor.shutdown_timeout");
-                    Outcome::Shutdown
+                    Ok(Outcome::Shutdown)
                 }
             }
         }
-        outcome = supervisor.finished() => {
-            notify_task.cancel();
-            notifier.stopping("stopping (supervisor gave up)");
-            health.set_shutting_down();
-            shutdown.cancel();
-            outcome
-        }
+        (StopCause::StartFailed(code), None) => Err(code),
+        (StopCause::Asked(_), None) => Ok(Outcome::Shutdown),
     };
-    notify_task.stop().await;
-    if let Err(why) = server.finished(drain + Duration::from_secs(1)).await {
-        tracing::warn!(error = %why, "HTTP endpoint did not stop cleanly");
+    if let Some(server) = server {
+        if let Err(why) = server
+            .finished(drain(&shared.config) + Duration::from_secs(1))
+            .await
+        {
+            tracing::warn!(error = %why, "HTTP endpoint did not stop cleanly");
+        }
     }
-    db.close();
-    upkeep.abort();
+    if let Err(running) = shared.shutdown.stop(timeout).await {
+        tracing::warn!(
+            running,
+            "tasks still running after supervisor.shutdown_timeout; leaving them"
+        );
+    }
+    shared.db.close();
     match outcome {
-        Outcome::Shutdown => {
+        Err(code) => code,
+        Ok(Outcome::Shutdown) => {
             tracing::info!("stopped");
             exit::OK
         }
-        Outcome::Meltdown(why) => {
+        Ok(Outcome::Meltdown(why)) => {
             tracing::error!(reason = %why, "stopped after a supervisor meltdown");
             exit::UNAVAILABLE
         }
@@ -185,27 +242,22 @@ pub async fn run_with(
 }
 
 /// The supervised actors of the daemon, in start order (stopped in reverse): the database, the
-/// Temu client, then one sync actor per configured shop × stream.
-pub fn daemon_children(
-    config: &Config,
-    db: &Database,
-    health: &Health,
-    board: &SyncBoard,
-    instance: &Instance,
-    metrics: &Metrics,
-) -> Vec<Arc<dyn ChildSpec>> {
+/// Temu client, then one sync actor per configured shop × stream. Each gets what it uses of
+/// `shared` at construction.
+pub fn daemon_children(shared: &Shared) -> Vec<Arc<dyn ChildSpec>> {
+    let config = &shared.config;
     let db_args = DbActorArgs {
-        db: db.clone(),
-        health: health.clone(),
-        instance: instance.clone(),
+        db: shared.db.clone(),
+        health: shared.health.clone(),
+        instance: shared.instance.clone(),
     };
     let mut temu_args = TemuActorArgs::new(
         config.temu.clone(),
         config.apps.clone(),
         config.shops.clone(),
-        health.clone(),
+        shared.health.clone(),
     );
-    temu_args.metrics = Some(metrics.clone());
+    temu_args.metrics = Some(shared.metrics.clone());
     let mut children: Vec<Arc<dyn ChildSpec>> = vec![
         Arc::new(ActorChild::new(
             DB_ACTOR,
@@ -218,27 +270,10 @@ pub fn daemon_children(
             TemuMsg::Ping,
         )),
     ];
-    let run_slots = Arc::new(tokio::sync::Semaphore::new(
-        config.sync.max_concurrent_runs.max(1),
-    ));
+    let deps = shared.sync_deps();
     for shop in &config.shops {
         for &stream in &shop.streams {
-            let args = SyncActorArgs {
-                shop: shop.clone(),
-                stream,
-                config: config.sync.clone(),
-                db: db.clone(),
-                health: health.clone(),
-                board: board.clone(),
-                run_slots: run_slots.clone(),
-                instance_id: instance.id.clone(),
-                temu_actor: TEMU_ACTOR.to_string(),
-                call_timeout: config.supervisor.call_timeout,
-                stop_timeout: config.supervisor.shutdown_timeout / 2,
-                // Spread the first runs over a few seconds instead of starting all at once.
-                first_run_after: Duration::from_millis(fastrand::u64(200..3000)),
-                metrics: metrics.clone(),
-            };
+            let args = SyncActorArgs::new(deps.clone(), shop.clone(), stream);
             children.push(Arc::new(ActorChild::new(
                 actor_name(&shop.name, stream),
                 move || (SyncActor, args.clone()),
@@ -251,7 +286,7 @@ pub fn daemon_children(
 
 /// Applies pending migrations (creating the database first when allowed) and returns what ran.
 pub async fn migrate(config: &Config) -> Result<Vec<String>, crate::db::DbError> {
-    let db = Database::new(config.database.clone())?;
+    let db = crate::db::Database::new(config.database.clone())?;
     if config.database.create_database && db.connector().ensure_database().await? {
         tracing::info!(database = db.connector().dbname(), "created the database");
     }

@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bb8::{ErrorSink, PooledConnection, RunError};
@@ -41,8 +41,8 @@ struct Inner {
     connector: Connector,
     pool: RwLock<Option<PgPool>>,
     counters: Arc<Counters>,
-    /// Checkout waits are recorded here once [`Database::set_metrics`] was called.
-    metrics: OnceLock<Metrics>,
+    /// Where checkout waits are recorded ([`Database::observed`]; none for CLI commands).
+    metrics: Option<Metrics>,
 }
 
 #[derive(Default)]
@@ -93,7 +93,17 @@ impl std::fmt::Debug for Counters {
 }
 
 impl Database {
+    /// A handle that records no metrics (CLI commands, tests).
     pub fn new(config: DatabaseConfig) -> Result<Self, DbError> {
+        Self::build(config, None)
+    }
+
+    /// A handle that records the wait of every checkout into `metrics` (the daemon).
+    pub fn observed(config: DatabaseConfig, metrics: Metrics) -> Result<Self, DbError> {
+        Self::build(config, Some(metrics))
+    }
+
+    fn build(config: DatabaseConfig, metrics: Option<Metrics>) -> Result<Self, DbError> {
         let connector = Connector::new(&config)?;
         Ok(Self {
             inner: Arc::new(Inner {
@@ -101,14 +111,9 @@ impl Database {
                 connector,
                 pool: RwLock::new(None),
                 counters: Arc::default(),
-                metrics: OnceLock::new(),
+                metrics,
             }),
         })
-    }
-
-    /// Records the wait of every checkout into `metrics` from now on (first call wins).
-    pub fn set_metrics(&self, metrics: Metrics) {
-        let _ = self.inner.metrics.set(metrics);
     }
 
     pub fn config(&self) -> &DatabaseConfig {
@@ -168,7 +173,7 @@ impl Database {
             let _waiting = WaitingGuard::enter(&self.inner.counters.waiting);
             tokio::time::timeout(wait + Duration::from_secs(1), pool.get_owned()).await
         };
-        if let Some(metrics) = self.inner.metrics.get() {
+        if let Some(metrics) = &self.inner.metrics {
             metrics.record_checkout_wait(waiting_since.elapsed());
         }
         let conn = match got {

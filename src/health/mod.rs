@@ -164,17 +164,13 @@ impl Default for DbHealth {
     }
 }
 
-/// A check contributed by a component other than the supervisor or the database (Temu client,
-/// sync actors, …), keyed by the health+json check name, e.g. `temu:circuit` or `sync:us-main:orders`.
-#[derive(Debug, Clone)]
-pub struct ExtraCheck {
-    pub check: Check,
-}
-
 #[derive(Debug, Default)]
 struct Snapshot {
     children: BTreeMap<String, ChildHealth>,
     db: DbHealth,
+    /// Checks contributed by components other than the supervisor or the database (Temu client,
+    /// sync actors, …), keyed by the health+json check name, e.g. `temu:circuit` or
+    /// `sync:us-main:orders`.
     extra: BTreeMap<String, Vec<Check>>,
     shutting_down: bool,
 }

@@ -30,7 +30,6 @@ mod thread;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::future::BoxFuture;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -41,8 +40,9 @@ pub use router::{Handler, HandlerResult, RateLimit, Req, Router};
 pub use routes::{json_response, HEALTH_JSON, LIVENESS_DEADLINE};
 pub use thread::{spawn_server_thread, ServerThread};
 
-/// Answers whether the supervisor responds within the given deadline.
-pub type Liveness = Arc<dyn Fn(Duration) -> BoxFuture<'static, bool> + Send + Sync>;
+/// Answers whether the supervisor responds within the given deadline (the supervisor's own
+/// ping type: one declaration).
+pub use crate::supervisor::PingFn as Liveness;
 
 /// What the endpoint reads.
 #[derive(Clone)]

@@ -8,4 +8,4 @@
 
 pub mod notify;
 
-pub use notify::{status_line, Notifier, NotifierTask};
+pub use notify::{status_line, Notifier};

@@ -26,6 +26,7 @@ use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
 use crate::health::{Health, HealthReport, Status};
+use crate::shutdown::Shutdown;
 use crate::supervisor::PingFn;
 
 /// How often the health summary is compared with what systemd was last told.
@@ -150,43 +151,22 @@ impl Notifier {
     /// Starts the task that sends `STATUS=` when the health summary changes and `WATCHDOG=1`
     /// every [`watchdog_interval`](Self::watchdog_interval) after `liveness` answered `true`
     /// within `deadline` (capped at half the interval so a slow answer never makes a ping late).
-    /// Without `NOTIFY_SOCKET` the task ends at once.
-    pub fn spawn(&self, liveness: PingFn, health: Health, deadline: Duration) -> NotifierTask {
-        let cancel = CancellationToken::new();
-        let notifier = self.clone();
-        let join = tokio::spawn(run(notifier, liveness, health, deadline, cancel.clone()));
-        NotifierTask {
-            cancel,
-            join: Some(join),
-        }
-    }
-}
-
-/// The running notifier task; stopped by [`NotifierTask::stop`] or when dropped.
-#[derive(Debug)]
-pub struct NotifierTask {
-    cancel: CancellationToken,
-    join: Option<JoinHandle<()>>,
-}
-
-impl NotifierTask {
-    /// Tells the task to stop (it ends at its next await point; no more pings after that).
-    pub fn cancel(&self) {
-        self.cancel.cancel();
-    }
-
-    /// Stops the task and waits (at most a second) for it to end.
-    pub async fn stop(mut self) {
-        self.cancel.cancel();
-        if let Some(join) = self.join.take() {
-            let _ = tokio::time::timeout(Duration::from_secs(1), join).await;
-        }
-    }
-}
-
-impl Drop for NotifierTask {
-    fn drop(&mut self) {
-        self.cancel.cancel();
+    /// The task is tracked by `shutdown` and ends when it is cancelled (no more pings after
+    /// that). Without `NOTIFY_SOCKET` the task ends at once.
+    pub fn spawn(
+        &self,
+        shutdown: &Shutdown,
+        liveness: PingFn,
+        health: Health,
+        deadline: Duration,
+    ) -> JoinHandle<()> {
+        shutdown.spawn(run(
+            self.clone(),
+            liveness,
+            health,
+            deadline,
+            shutdown.token(),
+        ))
     }
 }
 

@@ -1,31 +1,33 @@
 //! The sync actor of one shop × stream: schedules runs, never overlaps them, retries with backoff,
 //! parks on fatal errors, and answers triggers.
 //!
-//! Its mailbox only decides; the run itself is a spawned task ([`super::run::run`]) that reports
-//! back with [`SyncMsg::RunFinished`], so pings and triggers are answered while a run works.
-//! Runs across all streams share one semaphore (`sync.max_concurrent_runs`), so fifty shops
+//! Its mailbox only decides and never awaits another actor: everything it needs (the Temu client,
+//! the database, the ledger) was handed to it at construction in [`SyncDeps`]. The run itself is a
+//! task tracked by the daemon's [`Shutdown`](crate::shutdown::Shutdown) ([`super::run::run`]) that
+//! reports back with [`SyncMsg::RunFinished`], so pings and triggers are answered while a run
+//! works. Runs across all streams share one semaphore (`sync.max_concurrent_runs`), so fifty shops
 //! starting together cannot exhaust the pool or the API budget. On stop, the run in progress is
 //! cancelled and given a bounded time to record itself as cancelled and release its lease.
+//!
+//! What happens after a run is decided by [`next_step`], a pure function of the outcome.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
-use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::board::{LastRun, StreamState, SyncBoard};
-use super::progress::Progress;
-use super::run::{run, RunContext, RunOutcome};
+use super::board::{LastRun, StreamState};
+use super::deps::SyncDeps;
+use super::progress::{Progress, ProgressSnapshot};
+use super::run::{run, RunBody, RunContext, RunOutcome};
+use super::streams;
 use super::{FailureKind, SyncError};
-use crate::config::{ShopConfig, Stream, SyncConfig};
-use crate::db::Database;
-use crate::health::Health;
-use crate::metrics::{Metrics, RunOutcome as RunMetric};
+use crate::config::{Region, ShopConfig, Stream, SyncConfig};
+use crate::metrics::RunOutcome as RunMetric;
 use crate::supervisor::Backoff;
-use crate::temu::{TemuHandle, TemuMsg};
 
 /// Name of the sync actor of `shop` × `stream` in the actor registry.
 pub fn actor_name(shop: &str, stream: Stream) -> String {
@@ -35,28 +37,31 @@ pub fn actor_name(shop: &str, stream: Stream) -> String {
 /// How often the health check of a stream is refreshed (lag grows without any event).
 const HEALTH_REFRESH: Duration = Duration::from_secs(10);
 /// Delay before re-checking when the database is not ready yet.
-const WAIT_FOR_DATABASE: Duration = Duration::from_secs(2);
+pub const WAIT_FOR_DATABASE: Duration = Duration::from_secs(2);
 
 #[derive(Clone)]
 pub struct SyncActorArgs {
+    pub deps: Arc<SyncDeps>,
     pub shop: ShopConfig,
     pub stream: Stream,
-    pub config: SyncConfig,
-    pub db: Database,
-    pub health: Health,
-    pub board: SyncBoard,
-    /// Shared by every sync actor: runs in progress at once.
-    pub run_slots: Arc<Semaphore>,
-    pub instance_id: String,
-    /// Registry name of the Temu actor.
-    pub temu_actor: String,
-    /// Deadline of calls to other actors.
-    pub call_timeout: Duration,
-    /// How long a stopping actor waits for its run to record itself cancelled.
-    pub stop_timeout: Duration,
+    /// The stream's entry of the table (`streams::body`); tests hand in their own.
+    pub body: Arc<dyn RunBody>,
     /// Delay before the first run after start (jittered by the caller, so shops spread out).
     pub first_run_after: Duration,
-    pub metrics: Metrics,
+}
+
+impl SyncActorArgs {
+    /// The actor of `shop` × `stream` with the stream's entry of the table.
+    pub fn new(deps: Arc<SyncDeps>, shop: ShopConfig, stream: Stream) -> Self {
+        Self {
+            deps,
+            shop,
+            stream,
+            body: streams::body(stream),
+            // Spread the first runs over a few seconds instead of starting all at once.
+            first_run_after: Duration::from_millis(fastrand::u64(200..3000)),
+        }
+    }
 }
 
 /// The answer to a trigger (`POST /sync/...`).
@@ -88,6 +93,7 @@ pub struct SyncActor;
 struct RunningRun {
     cancel: CancellationToken,
     join: Option<JoinHandle<()>>,
+    progress: Arc<Progress>,
 }
 
 impl Drop for RunningRun {
@@ -102,41 +108,36 @@ pub struct SyncState {
     timer_generation: u64,
     consecutive_failures: u32,
     parked: Option<String>,
-    progress: Option<Arc<Progress>>,
 }
 
 impl SyncState {
+    fn deps(&self) -> &SyncDeps {
+        &self.args.deps
+    }
+
+    fn shop(&self) -> &str {
+        &self.args.shop.name
+    }
+
     fn interval(&self) -> Duration {
-        let i = &self.args.config.intervals;
-        match self.args.stream {
-            Stream::Orders => i.orders,
-            Stream::Products => i.products,
-            Stream::Aftersales => i.aftersales,
-        }
+        self.args.body.interval(&self.deps().config)
     }
 
     fn health_name(&self) -> String {
-        format!("sync:{}:{}", self.args.shop.name, self.args.stream.as_str())
+        actor_name(self.shop(), self.args.stream)
+    }
+
+    fn update_board(&self, f: impl FnOnce(&mut super::board::EntryUpdate<'_>)) {
+        self.deps().board.update(self.shop(), self.args.stream, f);
     }
 
     fn publish_health(&self) {
-        if let Some(view) = self.args.board.view(&self.args.shop.name, self.args.stream) {
-            if let Some(lag) = view.lag_seconds {
-                self.args.metrics.set_lag(
-                    &self.args.shop.name,
-                    self.args.stream.as_str(),
-                    lag as f64,
-                );
-            }
+        let (d, shop, stream) = (self.deps(), self.shop(), self.args.stream);
+        if let Some(lag) = d.board.view(shop, stream).and_then(|v| v.lag_seconds) {
+            d.metrics.set_lag(shop, stream.as_str(), lag as f64);
         }
-        if let Some(check) = self.args.board.check(
-            &self.args.shop.name,
-            self.args.stream,
-            self.args.config.lag_warn,
-        ) {
-            self.args
-                .health
-                .set_checks(&self.health_name(), vec![check]);
+        if let Some(check) = d.board.check(shop, stream, d.config.lag_warn) {
+            d.health.set_checks(&self.health_name(), vec![check]);
         }
     }
 
@@ -144,19 +145,11 @@ impl SyncState {
         self.timer_generation += 1;
         let generation = self.timer_generation;
         let at = Utc::now() + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX);
-        self.args
-            .board
-            .update(&self.args.shop.name, self.args.stream, |u| {
-                u.next_run_at(Some(at));
-            });
+        self.update_board(|u| {
+            u.next_run_at(Some(at));
+        });
         myself.send_after(delay, move || SyncMsg::Tick { generation });
     }
-}
-
-/// `interval` ± 10 %, so streams that started together drift apart.
-fn jittered(interval: Duration) -> Duration {
-    let tenth = interval / 10;
-    interval - tenth + tenth.mul_f64(2.0 * fastrand::f64())
 }
 
 impl Actor for SyncActor {
@@ -169,9 +162,6 @@ impl Actor for SyncActor {
         myself: ActorRef<SyncMsg>,
         args: SyncActorArgs,
     ) -> Result<SyncState, ActorProcessingErr> {
-        args.board.update(&args.shop.name, args.stream, |u| {
-            u.state(StreamState::Idle);
-        });
         let first = args.first_run_after;
         let mut state = SyncState {
             args,
@@ -179,8 +169,10 @@ impl Actor for SyncActor {
             timer_generation: 0,
             consecutive_failures: 0,
             parked: None,
-            progress: None,
         };
+        state.update_board(|u| {
+            u.state(StreamState::Idle);
+        });
         state.schedule(&myself, first);
         myself.send_interval(HEALTH_REFRESH, || SyncMsg::RefreshHealth);
         state.publish_health();
@@ -195,17 +187,17 @@ impl Actor for SyncActor {
         if let Some(mut run) = state.running.take() {
             run.cancel.cancel();
             let finished = match run.join.take() {
-                Some(join) => tokio::time::timeout(state.args.stop_timeout, join)
+                Some(join) => tokio::time::timeout(state.deps().stop_timeout, join)
                     .await
                     .is_ok(),
                 None => true,
             };
             if !finished {
-                tracing::warn!(shop = %state.args.shop.name, stream = state.args.stream.as_str(),
+                tracing::warn!(shop = %state.shop(), stream = state.args.stream.as_str(),
                     "the run did not finish cancelling in time; its lease will expire");
             }
         }
-        state.args.health.remove_checks(&state.health_name());
+        state.deps().health.remove_checks(&state.health_name());
         Ok(())
     }
 
@@ -225,7 +217,7 @@ impl Actor for SyncActor {
                     && state.running.is_none()
                     && state.parked.is_none()
                 {
-                    start_run(&myself, state).await;
+                    start_run(&myself, state);
                 }
             }
             SyncMsg::Trigger(reply) => {
@@ -233,20 +225,19 @@ impl Actor for SyncActor {
                     let _ = reply.send(TriggerOutcome::AlreadyRunning);
                 } else {
                     if let Some(reason) = state.parked.take() {
-                        tracing::info!(shop = %state.args.shop.name, stream = state.args.stream.as_str(),
+                        tracing::info!(shop = %state.shop(), stream = state.args.stream.as_str(),
                             %reason, "un-parked by a trigger");
                     }
                     state.consecutive_failures = 0;
-                    start_run(&myself, state).await;
+                    start_run(&myself, state);
                     let _ = reply.send(TriggerOutcome::Started);
                 }
             }
             SyncMsg::RunFinished { outcome, took } => {
-                state.running = None;
                 let progress = state
-                    .progress
+                    .running
                     .take()
-                    .map(|p| p.snapshot())
+                    .map(|r| r.progress.snapshot())
                     .unwrap_or_default();
                 finished(&myself, state, outcome, took, progress);
                 state.publish_health();
@@ -256,61 +247,43 @@ impl Actor for SyncActor {
     }
 }
 
-/// Starts a run task, or reschedules when the database or the Temu client is not ready.
-async fn start_run(myself: &ActorRef<SyncMsg>, state: &mut SyncState) {
-    let (shop, stream) = (state.args.shop.name.clone(), state.args.stream);
-    if state.args.health.readiness().is_err() {
-        state.args.board.update(&shop, stream, |u| {
+/// Starts a run task, or reschedules when the database is not ready.
+fn start_run(myself: &ActorRef<SyncMsg>, state: &mut SyncState) {
+    let deps = state.args.deps.clone();
+    if deps.health.readiness().is_err() {
+        state.update_board(|u| {
             u.state(StreamState::WaitingForDatabase);
         });
         state.schedule(myself, WAIT_FOR_DATABASE);
         return;
     }
-    let client = match ActorRef::<TemuMsg>::where_is(state.args.temu_actor.clone()) {
-        Some(actor) => TemuHandle::new(actor, state.args.call_timeout)
-            .client(state.args.call_timeout)
-            .await
-            .map_err(|e| SyncError::ClientUnavailable(e.to_string())),
-        None => Err(SyncError::ClientUnavailable(
-            "the Temu actor is restarting".to_string(),
-        )),
-    };
-    let client = match client {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::warn!(shop = %shop, stream = stream.as_str(), error = %e, "cannot start a run yet");
-            state.schedule(myself, WAIT_FOR_DATABASE);
-            return;
-        }
-    };
     let ctx = RunContext {
-        shop: shop.clone(),
-        region: region_name(&state.args.shop),
-        stream,
-        config: state.args.config.clone(),
-        db: state.args.db.clone(),
-        client,
-        owner: state.args.instance_id.clone(),
-        db_deadline: state.args.db.config().statement_timeout * 2,
+        shop: state.shop().to_string(),
+        region: region_name(state.args.shop.region),
+        stream: state.args.stream,
+        config: deps.config.clone(),
+        db: deps.db.clone(),
+        client: deps.temu.clone(),
+        ledger: deps.ledger.clone(),
+        body: state.args.body.clone(),
+        db_deadline: deps.db.config().statement_timeout * 2,
     };
     let progress = Arc::new(Progress::default());
-    state.progress = Some(progress.clone());
-    state.args.board.update(&shop, stream, |u| {
+    state.update_board(|u| {
         u.running(progress.clone()).next_run_at(None);
     });
-    let cancel = CancellationToken::new();
-    let slots = state.args.run_slots.clone();
-    let me = myself.clone();
-    let task_cancel = cancel.clone();
-    let join = tokio::spawn(async move {
+    let cancel = deps.shutdown.child();
+    let (me, task_cancel, task_progress) = (myself.clone(), cancel.clone(), progress.clone());
+    let shutdown = deps.shutdown.clone();
+    let join = shutdown.spawn(async move {
         let started = std::time::Instant::now();
         // Wait for a run slot; a stop while waiting ends the wait.
         let permit = tokio::select! {
-            p = slots.acquire_owned() => p.ok(),
+            p = deps.run_slots.clone().acquire_owned() => p.ok(),
             _ = task_cancel.cancelled() => None,
         };
         let outcome = match permit {
-            Some(_permit) => run(&ctx, task_cancel, progress).await,
+            Some(_permit) => run(&ctx, task_cancel, task_progress).await,
             None => RunOutcome::Failed {
                 error: SyncError::Cancelled("stopped before a run slot was free"),
                 cursor: None,
@@ -324,12 +297,12 @@ async fn start_run(myself: &ActorRef<SyncMsg>, state: &mut SyncState) {
     state.running = Some(RunningRun {
         cancel,
         join: Some(join),
+        progress,
     });
 }
 
-fn region_name(shop: &ShopConfig) -> &'static str {
-    use crate::config::Region;
-    match shop.region {
+fn region_name(region: Region) -> &'static str {
+    match region {
         Region::Us => "us",
         Region::Eu => "eu",
         Region::Global => "global",
@@ -337,110 +310,146 @@ fn region_name(shop: &ShopConfig) -> &'static str {
     }
 }
 
+/// What the scheduler does after a run: the stream's state, when to run next (`None`: parked),
+/// and the failure streak it carries on with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NextStep {
+    pub state: StreamState,
+    pub run_in: Option<Duration>,
+    pub consecutive_failures: u32,
+}
+
+/// The scheduling policy, as a pure function: success → the interval (± 10 %); held elsewhere →
+/// within one lease period; cancelled → the interval; a retryable failure → backoff, up to
+/// `max_retries` times in a row, then the interval; a fatal one → parked until a trigger.
+pub fn next_step(
+    outcome: &RunOutcome,
+    config: &SyncConfig,
+    interval: Duration,
+    consecutive_failures: u32,
+) -> NextStep {
+    let step = |state, run_in, consecutive_failures| NextStep {
+        state,
+        run_in,
+        consecutive_failures,
+    };
+    match outcome {
+        RunOutcome::Succeeded { .. } => step(StreamState::Idle, Some(jittered(interval)), 0),
+        // Check again within one lease period, so a dead owner's stream is taken over in time.
+        RunOutcome::HeldElsewhere => step(
+            StreamState::HeldElsewhere,
+            Some(config.lease_ttl.min(interval)),
+            consecutive_failures,
+        ),
+        RunOutcome::Failed { error, .. } => match error.kind() {
+            FailureKind::Park => step(StreamState::Parked, None, consecutive_failures),
+            FailureKind::Cancelled => step(
+                StreamState::Idle,
+                Some(jittered(interval)),
+                consecutive_failures,
+            ),
+            FailureKind::Retry if consecutive_failures < config.max_retries => {
+                let retries = consecutive_failures + 1;
+                let backoff = Backoff::new(config.retry_backoff_min, config.retry_backoff_max);
+                step(StreamState::Retrying, Some(backoff.delay(retries)), retries)
+            }
+            FailureKind::Retry => step(StreamState::Idle, Some(jittered(interval)), 0),
+        },
+    }
+}
+
+/// `interval` ± 10 %, so streams that started together drift apart.
+fn jittered(interval: Duration) -> Duration {
+    let tenth = interval / 10;
+    interval - tenth + tenth.mul_f64(2.0 * fastrand::f64())
+}
+
+/// Applies a finished run: metrics, the board, the next timer (or parking).
 fn finished(
     myself: &ActorRef<SyncMsg>,
     state: &mut SyncState,
     outcome: RunOutcome,
     took: Duration,
-    progress: super::progress::ProgressSnapshot,
+    progress: ProgressSnapshot,
 ) {
-    let (shop, stream) = (state.args.shop.name.clone(), state.args.stream);
-    let metric = match &outcome {
-        RunOutcome::Succeeded { .. } => Some(RunMetric::Success),
-        RunOutcome::HeldElsewhere => None,
-        RunOutcome::Failed { error, .. } => Some(match error {
-            SyncError::TaskTimeout(_) => RunMetric::Timeout,
-            e if e.kind() == FailureKind::Cancelled => RunMetric::Cancelled,
-            _ => RunMetric::Failure,
-        }),
-    };
-    if let Some(metric) = metric {
-        state.args.metrics.record_run(
-            &shop,
-            stream.as_str(),
-            metric,
-            took,
-            progress.pages,
-            progress.inserted,
-            progress.updated,
-        );
-    }
+    record_metric(state, &outcome, took, progress);
+    let step = next_step(
+        &outcome,
+        &state.deps().config,
+        state.interval(),
+        state.consecutive_failures,
+    );
+    state.consecutive_failures = step.consecutive_failures;
     let last = |outcome: &'static str| LastRun {
         outcome,
         finished_at: Utc::now(),
-        duration_ms: took.as_millis() as u64,
+        duration_ms: u64::try_from(took.as_millis()).unwrap_or(u64::MAX),
         pages: progress.pages,
         inserted: progress.inserted,
         updated: progress.updated,
     };
+    let next_state = step.state;
     match outcome {
-        RunOutcome::Succeeded { cursor } => {
-            state.consecutive_failures = 0;
-            state.args.board.update(&shop, stream, |u| {
-                u.finished(last("succeeded"))
-                    .cursor(cursor)
-                    .success(Utc::now())
-                    .state(StreamState::Idle);
-            });
-            let next = jittered(state.interval());
-            state.schedule(myself, next);
-        }
-        RunOutcome::HeldElsewhere => {
-            // Check again within one lease period, so a dead owner's stream is taken over in time.
-            state.args.board.update(&shop, stream, |u| {
-                u.state(StreamState::HeldElsewhere);
-            });
-            let next = state.args.config.lease_ttl.min(state.interval());
-            state.schedule(myself, next);
-        }
+        RunOutcome::Succeeded { cursor } => state.update_board(|u| {
+            u.finished(last("succeeded"))
+                .cursor(cursor)
+                .success(Utc::now())
+                .state(next_state);
+        }),
+        RunOutcome::HeldElsewhere => state.update_board(|u| {
+            u.state(next_state);
+        }),
         RunOutcome::Failed { error, cursor } => {
-            let class = error.class();
-            let message = error.to_string();
-            match error.kind() {
-                FailureKind::Park => {
-                    tracing::error!(shop = %shop, stream = stream.as_str(), error_class = class, error = %message,
-                        "stream parked: this needs the operator (fix the configuration, then restart or POST /sync)");
-                    state.parked = Some(message.clone());
-                    state.args.board.update(&shop, stream, |u| {
-                        u.finished(last("failed"))
-                            .cursor(cursor)
-                            .error(class, message.clone())
-                            .parked(Some(message))
-                            .state(StreamState::Parked)
-                            .next_run_at(None);
-                    });
-                }
-                FailureKind::Cancelled => {
-                    state.args.board.update(&shop, stream, |u| {
-                        u.finished(last("cancelled"))
-                            .cursor(cursor)
-                            .error(class, message)
-                            .state(StreamState::Idle);
-                    });
-                    let next = jittered(state.interval());
-                    state.schedule(myself, next);
-                }
-                FailureKind::Retry => {
-                    state.consecutive_failures += 1;
-                    let retries = state.consecutive_failures;
-                    let cfg = &state.args.config;
-                    let (next, outcome_state) = if retries <= cfg.max_retries {
-                        let delay = Backoff::new(cfg.retry_backoff_min, cfg.retry_backoff_max)
-                            .delay(retries);
-                        (delay, StreamState::Retrying)
-                    } else {
-                        state.consecutive_failures = 0;
-                        (jittered(state.interval()), StreamState::Idle)
-                    };
-                    state.args.board.update(&shop, stream, |u| {
-                        u.finished(last("failed"))
-                            .cursor(cursor)
-                            .error(class, message)
-                            .state(outcome_state);
-                    });
-                    state.schedule(myself, next);
-                }
+            let (class, message) = (error.class(), error.to_string());
+            let label = match error.kind() {
+                FailureKind::Cancelled => "cancelled",
+                _ => "failed",
+            };
+            if step.run_in.is_none() {
+                tracing::error!(shop = %state.shop(), stream = state.args.stream.as_str(), error_class = class, error = %message,
+                    "stream parked: this needs the operator (fix the configuration, then restart or POST /sync)");
+                state.parked = Some(message.clone());
             }
+            let parked = state.parked.clone();
+            state.update_board(|u| {
+                u.finished(last(label))
+                    .cursor(cursor)
+                    .error(class, message)
+                    .state(next_state);
+                if parked.is_some() {
+                    u.parked(parked).next_run_at(None);
+                }
+            });
         }
     }
+    if let Some(delay) = step.run_in {
+        state.schedule(myself, delay);
+    }
+}
+
+fn record_metric(
+    state: &SyncState,
+    outcome: &RunOutcome,
+    took: Duration,
+    progress: ProgressSnapshot,
+) {
+    let metric = match outcome {
+        RunOutcome::Succeeded { .. } => RunMetric::Success,
+        RunOutcome::HeldElsewhere => return,
+        RunOutcome::Failed { error, .. } => match error {
+            SyncError::TaskTimeout(_) => RunMetric::Timeout,
+            e if e.kind() == FailureKind::Cancelled => RunMetric::Cancelled,
+            _ => RunMetric::Failure,
+        },
+    };
+    let stream = state.args.stream.as_str();
+    state.deps().metrics.record_run(
+        state.shop(),
+        stream,
+        metric,
+        took,
+        progress.pages,
+        progress.inserted,
+        progress.updated,
+    );
 }

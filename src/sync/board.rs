@@ -13,6 +13,7 @@ use parking_lot::RwLock;
 use serde::Serialize;
 
 use super::progress::{Progress, ProgressSnapshot};
+use super::streams::WindowKind;
 use crate::config::Stream;
 use crate::health::{Check, Status};
 
@@ -216,9 +217,9 @@ fn render(shop: &str, stream: Stream, e: &Entry, now: DateTime<Utc>) -> StreamVi
         _ => None,
     };
     // Orders and after-sales are complete up to the cursor; products up to the last full walk.
-    let fresh_to = match stream {
-        Stream::Products => e.last_success_at,
-        _ => e.cursor.or(e.last_success_at),
+    let fresh_to = match super::streams::window_kind(stream) {
+        WindowKind::FullSweep => e.last_success_at,
+        WindowKind::UpdateTime => e.cursor.or(e.last_success_at),
     };
     StreamView {
         shop: shop.to_string(),

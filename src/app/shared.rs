@@ -1,0 +1,94 @@
+//! The handles every part of the daemon shares, built once at start ([`Shared::build`]) and
+//! handed to each child at construction (`daemon_children`): no setters afterwards, no lookups
+//! by name at run time.
+
+use std::sync::Arc;
+
+use tokio::sync::Semaphore;
+
+use crate::config::Config;
+use crate::db::{Database, Instance};
+use crate::exit;
+use crate::health::Health;
+use crate::metrics::Metrics;
+use crate::shutdown::Shutdown;
+use crate::sync::run::PgLedger;
+use crate::sync::{SyncBoard, SyncDeps};
+use crate::temu::{ClientTuning, TemuClient};
+
+pub struct Shared {
+    pub config: Config,
+    /// This process: the lease owner and `daemon_instances` row.
+    pub instance: Instance,
+    pub health: Health,
+    pub metrics: Metrics,
+    pub db: Database,
+    pub board: SyncBoard,
+    /// The process's one Temu client: one limiter per app_key for the process's lifetime,
+    /// whatever happens to the Temu actor.
+    pub temu: TemuClient,
+    pub shutdown: Shutdown,
+}
+
+impl Shared {
+    /// Builds every shared handle (nothing connects yet). `Err` is the exit code, after logging
+    /// why.
+    pub fn build(config: Config, board: SyncBoard) -> Result<Self, i32> {
+        let instance = Instance::current();
+        let health = Health::new(instance.id.clone());
+        let metrics = Metrics::new();
+        for shop in &config.shops {
+            for stream in &shop.streams {
+                metrics.init_sync_series(&shop.name, stream.as_str());
+            }
+        }
+        let db = Database::observed(config.database.clone(), metrics.clone()).map_err(|e| {
+            tracing::error!(error = %e, "invalid database configuration");
+            exit::CONFIG
+        })?;
+        let tuning = ClientTuning::from_config(&config.temu);
+        let temu = TemuClient::with_tuning(
+            &config.temu,
+            &config.apps,
+            &config.shops,
+            tuning,
+            Some(health.clone()),
+        )
+        .map_err(|e| {
+            tracing::error!(error = %e, "invalid Temu configuration");
+            exit::CONFIG
+        })?
+        .with_metrics(metrics.clone());
+        Ok(Self {
+            config,
+            instance,
+            health,
+            metrics,
+            db,
+            board,
+            temu,
+            shutdown: Shutdown::new(),
+        })
+    }
+
+    /// What every sync actor shares (one run-slot semaphore, one ledger).
+    pub fn sync_deps(&self) -> Arc<SyncDeps> {
+        let db_deadline = self.db.config().statement_timeout * 2;
+        Arc::new(SyncDeps {
+            config: self.config.sync.clone(),
+            db: self.db.clone(),
+            health: self.health.clone(),
+            board: self.board.clone(),
+            metrics: self.metrics.clone(),
+            run_slots: Arc::new(Semaphore::new(self.config.sync.max_concurrent_runs.max(1))),
+            temu: self.temu.clone(),
+            ledger: Arc::new(PgLedger::new(
+                self.db.clone(),
+                self.instance.id.clone(),
+                db_deadline,
+            )),
+            stop_timeout: self.config.supervisor.shutdown_timeout / 2,
+            shutdown: self.shutdown.clone(),
+        })
+    }
+}

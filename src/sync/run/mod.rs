@@ -1,0 +1,270 @@
+//! One sync run of one shop × stream, from taking the lease to recording the outcome.
+//!
+//! Owns the run's protocol, in named steps:
+//! 1. [`begin`]: the shop's row, the lease in `sync_state` (or "held elsewhere"; a taken-over lease
+//!    marks the dead owner's unfinished run `abandoned`), the window, the run record;
+//! 2. [`work`]: the stream's body ([`RunBody`], from the table in `streams/`) under a heartbeat
+//!    that renews the lease and writes progress (a lost lease cancels the run), bounded by
+//!    `sync.task_timeout` and cancellable at every await;
+//! 3. [`finish`]: record how it ended (and park on a fatal error), release the lease.
+//!
+//! The bodies: [`walk_chunks`] (update-time window chunk by chunk, the cursor advanced in the same
+//! transaction as each chunk's last batch — invariant 7) and [`sweep`] (the whole listing). Every
+//! database step is its own short transaction with a deadline, so cancelling the run at any await
+//! leaves the committed chunks and nothing half-written.
+//!
+//! Must not: decide what happens after the run (retry, park, reschedule: `actor.rs`).
+
+mod chunks;
+mod heartbeat;
+pub mod ledger;
+mod sweep;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use futures_util::future::BoxFuture;
+use tokio_util::sync::CancellationToken;
+
+use super::progress::{Progress, ProgressSnapshot};
+use super::streams::WindowKind;
+use super::window::{plan_window, Window};
+use super::{FailureKind, SyncError};
+use crate::config::{Stream, SyncConfig};
+use crate::db::Database;
+use crate::store::RunStatus;
+use crate::temu::TemuClient;
+
+pub use chunks::walk_chunks;
+pub use ledger::{PgLedger, RunEnd, RunLedger};
+pub use sweep::sweep;
+
+/// Everything one run needs.
+#[derive(Clone)]
+pub struct RunContext {
+    pub shop: String,
+    pub region: &'static str,
+    pub stream: Stream,
+    pub config: SyncConfig,
+    pub db: Database,
+    pub client: TemuClient,
+    pub ledger: Arc<dyn RunLedger>,
+    pub body: Arc<dyn RunBody>,
+    /// Deadline of one database transaction of the body.
+    pub db_deadline: Duration,
+}
+
+/// How a run ended.
+#[derive(Debug)]
+pub enum RunOutcome {
+    Succeeded {
+        cursor: Option<DateTime<Utc>>,
+    },
+    /// Another daemon holds the lease: nothing was done.
+    HeldElsewhere,
+    Failed {
+        error: SyncError,
+        cursor: Option<DateTime<Utc>>,
+    },
+}
+
+/// What a run of one stream does once it holds the lease (an entry of the stream table).
+pub trait RunBody: Send + Sync + 'static {
+    fn window_kind(&self) -> WindowKind;
+    /// The stream's interval in `sync.intervals`.
+    fn interval(&self, config: &SyncConfig) -> Duration;
+    /// Copies the stream's data; advances `work.cursor` as chunks complete.
+    fn sync<'a>(&'a self, work: Work<'a>) -> BoxFuture<'a, Result<(), SyncError>>;
+}
+
+/// The state a body works with.
+pub struct Work<'a> {
+    pub ctx: &'a RunContext,
+    pub shop_id: i64,
+    pub run_id: i64,
+    /// The update-time window of this run (`None` for a sweep, or when nothing is new yet).
+    pub window: Option<Window>,
+    /// Data is complete up to here; moved forward by the body as chunks are stored.
+    pub cursor: &'a mut Option<DateTime<Utc>>,
+    pub cancel: &'a CancellationToken,
+    pub progress: &'a Progress,
+}
+
+/// A run that holds its lease and has its record.
+struct Begun {
+    shop_id: i64,
+    run_id: i64,
+    cursor: Option<DateTime<Utc>>,
+    window: Option<Window>,
+}
+
+/// Runs one sync of `ctx.stream` for `ctx.shop`. Never panics on outside input; every failure
+/// comes back as [`RunOutcome::Failed`] with the cursor where the data is complete.
+pub async fn run(
+    ctx: &RunContext,
+    cancel: CancellationToken,
+    progress: Arc<Progress>,
+) -> RunOutcome {
+    let begun = match begin(ctx).await {
+        Ok(Some(begun)) => begun,
+        Ok(None) => return RunOutcome::HeldElsewhere,
+        Err((error, cursor)) => return RunOutcome::Failed { error, cursor },
+    };
+    let started = Instant::now();
+    let mut cursor = begun.cursor;
+    let result = work(ctx, &begun, &mut cursor, &cancel, &progress).await;
+    let snap = progress.snapshot();
+    finish(ctx, &begun, &result, snap).await;
+    let (stream, run_id, took_ms) = (ctx.stream.as_str(), begun.run_id, millis(started));
+    match result {
+        Ok(()) => {
+            tracing::info!(shop = %ctx.shop, stream, run_id, pages = snap.pages,
+                inserted = snap.inserted, updated = snap.updated, took_ms, "sync run succeeded");
+            RunOutcome::Succeeded { cursor }
+        }
+        Err(error) => {
+            tracing::warn!(shop = %ctx.shop, stream, run_id, error_class = error.class(),
+                error = %error, pages = snap.pages, took_ms, "sync run did not complete");
+            RunOutcome::Failed { error, cursor }
+        }
+    }
+}
+
+fn millis(since: Instant) -> u64 {
+    u64::try_from(since.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Step 1: the shop's row, the lease, the window and the run record. `Ok(None)`: the lease is
+/// held elsewhere. On an error, the cursor known so far comes back with it.
+async fn begin(ctx: &RunContext) -> Result<Option<Begun>, (SyncError, Option<DateTime<Utc>>)> {
+    let ledger = &ctx.ledger;
+    let stream = ctx.stream;
+    // The mall id, once the token check has learned it.
+    let mall_id = match ctx.client.token_states().get(&ctx.shop) {
+        Some(crate::temu::TokenState::Valid {
+            mall_id: Some(m), ..
+        }) => Some(m.clone()),
+        _ => None,
+    };
+    let shop_id = ledger
+        .ensure_shop(&ctx.shop, ctx.region, mall_id)
+        .await
+        .map_err(|e| (e, None))?;
+    let Some(lease) = ledger
+        .take_lease(shop_id, stream, ctx.config.lease_ttl)
+        .await
+        .map_err(|e| (e, None))?
+    else {
+        return Ok(None);
+    };
+    if let Some(previous) = &lease.took_over_from {
+        tracing::warn!(shop = %ctx.shop, stream = stream.as_str(), previous_owner = %previous,
+            "took over an expired lease; the previous owner's unfinished run is marked abandoned");
+    }
+    let window = match ctx.body.window_kind() {
+        WindowKind::FullSweep => None,
+        WindowKind::UpdateTime => {
+            let c = &ctx.config;
+            plan_window(
+                lease.cursor,
+                Utc::now(),
+                c.lookback,
+                c.settle,
+                c.initial_window,
+            )
+        }
+    };
+    let run_id = match ledger.start_run(shop_id, stream, window).await {
+        Ok(id) => id,
+        Err(error) => {
+            release(ctx, shop_id).await;
+            return Err((error, lease.cursor));
+        }
+    };
+    tracing::info!(shop = %ctx.shop, stream = stream.as_str(), run_id, cursor = ?lease.cursor,
+        "sync run started");
+    Ok(Some(Begun {
+        shop_id,
+        run_id,
+        cursor: lease.cursor,
+        window,
+    }))
+}
+
+/// Step 2: the body under the heartbeat, bounded by `task_timeout`, cancelled by a stop or a
+/// lost lease.
+async fn work(
+    ctx: &RunContext,
+    begun: &Begun,
+    cursor: &mut Option<DateTime<Utc>>,
+    cancel: &CancellationToken,
+    progress: &Arc<Progress>,
+) -> Result<(), SyncError> {
+    let heartbeat = heartbeat::Heartbeat::start(ctx, begun.shop_id, begun.run_id, progress, cancel);
+    let body = ctx.body.sync(Work {
+        ctx,
+        shop_id: begun.shop_id,
+        run_id: begun.run_id,
+        window: begun.window,
+        cursor,
+        cancel,
+        progress,
+    });
+    let timeout = ctx.config.task_timeout;
+    let result = tokio::select! {
+        biased;
+        _ = cancel.cancelled() => Err(SyncError::Cancelled("the daemon is stopping")),
+        _ = heartbeat.lease_lost() => Err(SyncError::LeaseLost),
+        r = tokio::time::timeout(timeout, body) => r.unwrap_or(Err(SyncError::TaskTimeout(timeout))),
+    };
+    heartbeat.stop().await;
+    result
+}
+
+/// Step 3: record the outcome, then release the lease (unless it was lost).
+async fn finish(
+    ctx: &RunContext,
+    begun: &Begun,
+    result: &Result<(), SyncError>,
+    progress: ProgressSnapshot,
+) {
+    let end = match result {
+        Ok(()) => RunEnd {
+            status: RunStatus::Succeeded,
+            class: None,
+            message: None,
+            parked: false,
+            progress,
+        },
+        Err(e) => RunEnd {
+            status: match e.kind() {
+                FailureKind::Cancelled => RunStatus::Cancelled,
+                _ => RunStatus::Failed,
+            },
+            class: Some(e.class()),
+            message: Some(e.to_string()),
+            parked: e.kind() == FailureKind::Park,
+            progress,
+        },
+    };
+    let (stream, run_id) = (ctx.stream, begun.run_id);
+    if let Err(e) = ctx
+        .ledger
+        .finish_run(begun.shop_id, stream, run_id, end)
+        .await
+    {
+        tracing::warn!(shop = %ctx.shop, stream = stream.as_str(), run_id, error = %e,
+            "could not record the end of the run; the lease expires by itself");
+    }
+    if !matches!(result, Err(SyncError::LeaseLost)) {
+        release(ctx, begun.shop_id).await;
+    }
+}
+
+async fn release(ctx: &RunContext, shop_id: i64) {
+    if let Err(e) = ctx.ledger.release(shop_id, ctx.stream).await {
+        tracing::warn!(shop = %ctx.shop, stream = ctx.stream.as_str(), error = %e,
+            "could not release the lease; it expires by itself");
+    }
+}

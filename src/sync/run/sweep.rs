@@ -1,0 +1,52 @@
+//! The body of a full-sweep stream: every page of the listing, upserted in batches; a complete
+//! sweep then settles what it did not see (products: marked removed).
+//!
+//! Must not: settle anything after an incomplete sweep — what was not seen is left as it is.
+
+use super::Work;
+use crate::sync::streams::StreamSpec;
+use crate::sync::walk::walk;
+use crate::sync::SyncError;
+
+pub async fn sweep<S: StreamSpec>(work: Work<'_>) -> Result<(), SyncError> {
+    let ctx = work.ctx;
+    let (shop_id, run_id) = (work.shop_id, work.run_id);
+    let (client, shop) = (&ctx.client, ctx.shop.as_str());
+    let walked = walk(
+        |page| S::fetch(client, shop, None, page),
+        work.cancel,
+        work.progress,
+    )
+    .await?;
+    let complete = walked.complete;
+    let batch = ctx.config.batch_size.max(1);
+    let mut records = walked.records;
+    while !records.is_empty() {
+        let rest = records.split_off(batch.min(records.len()));
+        let this = std::mem::replace(&mut records, rest);
+        let counts = ctx
+            .db
+            .transaction("upsert-sweep-batch", ctx.db_deadline, move |c| {
+                S::upsert(c, shop_id, run_id, this)
+            })
+            .await?;
+        work.progress.stored(counts.inserted, counts.updated);
+    }
+    if !complete {
+        return Err(SyncError::Record(format!(
+            "the {} listing kept changing during every walk; records not seen were left as they are",
+            ctx.stream.as_str()
+        )));
+    }
+    let settled = ctx
+        .db
+        .transaction("settle-sweep", ctx.db_deadline, move |c| {
+            S::after_sweep(c, shop_id, run_id)
+        })
+        .await?;
+    if settled > 0 {
+        tracing::info!(shop = %ctx.shop, stream = ctx.stream.as_str(), settled,
+            "records no longer listed were settled (products: marked removed)");
+    }
+    Ok(())
+}

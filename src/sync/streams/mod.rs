@@ -1,0 +1,143 @@
+//! The per-stream table: for each stream, the one place that says how it is synced.
+//!
+//! Owns: [`StreamSpec`] — for one stream its request (one page of the listing), the conversion of
+//! API items into records, the upsert of a batch, the natural key (its record's [`Keyed`] impl),
+//! its window kind and its interval key — and [`body`], the table that maps a configured
+//! [`Stream`] to its entry. Adding a stream is one module here + one arm in [`body`] + its store
+//! module and migration (+ its `sync.intervals` key); the run protocol (`run/`), the scheduler
+//! (`actor.rs`), the config's stream list and `/status` follow from it.
+//!
+//! Must not: hold run state (that is `run/`) or talk SQL itself (the upserts are `store`'s).
+
+mod aftersales;
+mod orders;
+mod products;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use diesel_async::AsyncPgConnection;
+use futures_util::future::BoxFuture;
+
+use super::run::{sweep, walk_chunks, RunBody, Work};
+use super::walk::{Keyed, Page};
+use super::window::Window;
+use super::SyncError;
+use crate::config::{Stream, SyncConfig};
+use crate::store::Upserted;
+use crate::temu::TemuClient;
+
+pub use aftersales::Aftersales;
+pub use orders::Orders;
+pub use products::Products;
+
+/// What a run of a stream covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WindowKind {
+    /// `[cursor − lookback, now − settle]` by update time, cut into chunks; the cursor advances
+    /// with each complete chunk (orders, after-sales).
+    UpdateTime,
+    /// Every page of the whole listing; a complete sweep marks what it did not see (products).
+    FullSweep,
+}
+
+/// One entry of the table: everything that differs between streams.
+pub trait StreamSpec: Send + Sync + 'static {
+    /// The stored record; its [`Keyed`] impl is the natural key the walk de-duplicates by.
+    type Record: Keyed + Send + 'static;
+    const STREAM: Stream;
+    const WINDOW: WindowKind;
+
+    /// The stream's interval key in `sync.intervals`.
+    fn interval(config: &SyncConfig) -> Duration;
+
+    /// Page `page` (1-based) of the listing, converted into records. `window` is the chunk for
+    /// [`WindowKind::UpdateTime`] streams, `None` for a sweep.
+    fn fetch<'a>(
+        client: &'a TemuClient,
+        shop: &'a str,
+        window: Option<Window>,
+        page: u32,
+    ) -> BoxFuture<'a, Result<Page<Self::Record>, SyncError>>;
+
+    /// Upserts one batch (never moving a row back in time).
+    fn upsert(
+        conn: &mut AsyncPgConnection,
+        shop_id: i64,
+        run_id: i64,
+        rows: Vec<Self::Record>,
+    ) -> BoxFuture<'_, Result<Upserted, SyncError>>;
+
+    /// After a complete [`WindowKind::FullSweep`]: settles what the sweep did not see; returns how
+    /// many rows it changed.
+    fn after_sweep(
+        _conn: &mut AsyncPgConnection,
+        _shop_id: i64,
+        _run_id: i64,
+    ) -> BoxFuture<'_, Result<u64, SyncError>> {
+        Box::pin(async { Ok(0) })
+    }
+}
+
+/// The table: the entry of `stream`.
+pub fn body(stream: Stream) -> Arc<dyn RunBody> {
+    match stream {
+        Stream::Orders => Arc::new(Entry::<Orders>::default()),
+        Stream::Aftersales => Arc::new(Entry::<Aftersales>::default()),
+        Stream::Products => Arc::new(Entry::<Products>::default()),
+    }
+}
+
+/// The window kind of `stream`.
+pub fn window_kind(stream: Stream) -> WindowKind {
+    body(stream).window_kind()
+}
+
+/// The interval of `stream` in `config.intervals`.
+pub fn interval(stream: Stream, config: &SyncConfig) -> Duration {
+    body(stream).interval(config)
+}
+
+/// A table entry as the run protocol sees it.
+struct Entry<S>(std::marker::PhantomData<S>);
+
+impl<S> Default for Entry<S> {
+    fn default() -> Self {
+        Self(std::marker::PhantomData)
+    }
+}
+
+impl<S: StreamSpec> RunBody for Entry<S> {
+    fn window_kind(&self) -> WindowKind {
+        S::WINDOW
+    }
+
+    fn interval(&self, config: &SyncConfig) -> Duration {
+        S::interval(config)
+    }
+
+    fn sync<'a>(&'a self, work: Work<'a>) -> BoxFuture<'a, Result<(), SyncError>> {
+        Box::pin(async move {
+            match (S::WINDOW, work.window) {
+                (WindowKind::UpdateTime, Some(window)) => walk_chunks::<S>(work, window).await,
+                (WindowKind::UpdateTime, None) => Ok(()),
+                (WindowKind::FullSweep, _) => sweep::<S>(work).await,
+            }
+        })
+    }
+}
+
+/// Converts one page of API items into records; a record that cannot be stored fails the page
+/// (and so the run, with the reason) rather than being dropped silently.
+fn page_of<I, R, E: std::fmt::Display>(
+    items: &[I],
+    total: Option<i64>,
+    convert: impl Fn(&I) -> Result<R, E>,
+) -> Result<Page<R>, SyncError> {
+    let records = items
+        .iter()
+        .map(|item| convert(item).map_err(|e| SyncError::Record(e.to_string())))
+        .collect::<Result<Vec<_>, _>>()?;
+    let total = total.unwrap_or(records.len() as i64);
+    Ok(Page { records, total })
+}
