@@ -1,5 +1,5 @@
 //! The body of an update-time stream: its window walked chunk by chunk, each chunk upserted in
-//! batches, the cursor advanced in the same transaction as the chunk's last batch (invariant 7).
+//! batches, the cursor advanced in the same transaction as the chunk's last batch (invariant 1).
 //!
 //! The walk of the next chunk runs while the previous one is stored (the API and PostgreSQL work
 //! at the same time); chunks are still stored, and the cursor advanced, strictly one after the

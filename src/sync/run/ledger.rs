@@ -2,7 +2,7 @@
 //!
 //! Owns: [`RunLedger`], the small interface between the run protocol and its bookkeeping, and
 //! [`PgLedger`], its PostgreSQL implementation — each call one short transaction with a deadline
-//! through [`Database::transaction`] (invariant 2). The scheduler's tests give the run an
+//! through [`Database::transaction`] (invariant 5). The scheduler's tests give the run an
 //! in-memory ledger (the test kit's), so the protocol runs on paused time; the real-database proof
 //! of leases stays in the store and sync integration tests.
 //!

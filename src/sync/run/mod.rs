@@ -9,7 +9,7 @@
 //! 3. [`finish`]: record how it ended (and park on a fatal error), release the lease.
 //!
 //! The bodies: [`walk_chunks`] (update-time window chunk by chunk, the cursor advanced in the same
-//! transaction as each chunk's last batch — invariant 7) and [`sweep`] (the whole listing). Every
+//! transaction as each chunk's last batch — invariant 1) and [`sweep`] (the whole listing). Every
 //! database step is its own short transaction with a deadline, so cancelling the run at any await
 //! leaves the committed chunks and nothing half-written.
 //!
