@@ -28,6 +28,7 @@ use crate::ops::{status_line, Notifier};
 use crate::supervisor::{ActorChild, ChildSpec, Outcome, SupervisorArgs, SupervisorHandle};
 use crate::sync::{actor_name, SyncActor, SyncActorArgs, SyncBoard, SyncControl, SyncMsg};
 use crate::temu::actor::{TemuActor, TemuActorArgs, TemuMsg};
+use crate::temu::{ClientTuning, Observers, TemuClient, TemuError};
 
 /// Name of the database actor in the supervisor tree.
 pub const DB_ACTOR: &str = "db";
@@ -84,7 +85,14 @@ pub async fn run_with(
         }
     };
 
-    let children = daemon_children(&config, &db, &health, &board, &instance, &metrics);
+    let children = match daemon_children(&config, &db, &health, &board, &instance, &metrics) {
+        Ok(children) => children,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot build the Temu client");
+            upkeep.abort();
+            return exit::CONFIG;
+        }
+    };
     let args = SupervisorArgs {
         config: config.supervisor.clone(),
         children,
@@ -185,7 +193,8 @@ pub async fn run_with(
 }
 
 /// The supervised actors of the daemon, in start order (stopped in reverse): the database, the
-/// Temu client, then one sync actor per configured shop × stream.
+/// Temu actor, then one sync actor per configured shop × stream. The Temu client is built here,
+/// once: the Temu actor and every sync actor get a clone, and keep it across their restarts.
 pub fn daemon_children(
     config: &Config,
     db: &Database,
@@ -193,19 +202,26 @@ pub fn daemon_children(
     board: &SyncBoard,
     instance: &Instance,
     metrics: &Metrics,
-) -> Vec<Arc<dyn ChildSpec>> {
+) -> Result<Vec<Arc<dyn ChildSpec>>, TemuError> {
     let db_args = DbActorArgs {
         db: db.clone(),
         health: health.clone(),
         instance: instance.clone(),
     };
-    let mut temu_args = TemuActorArgs::new(
-        config.temu.clone(),
-        config.apps.clone(),
-        config.shops.clone(),
-        health.clone(),
-    );
-    temu_args.metrics = Some(metrics.clone());
+    let temu = TemuClient::build(
+        &config.temu,
+        &config.apps,
+        &config.shops,
+        ClientTuning::from_config(&config.temu),
+        Observers {
+            health: Some(health.clone()),
+            metrics: Some(metrics.clone()),
+        },
+    )?;
+    let temu_args = TemuActorArgs {
+        client: temu.clone(),
+        token_check_interval: config.temu.token_check_interval,
+    };
     let mut children: Vec<Arc<dyn ChildSpec>> = vec![
         Arc::new(ActorChild::new(
             DB_ACTOR,
@@ -232,7 +248,7 @@ pub fn daemon_children(
                 board: board.clone(),
                 run_slots: run_slots.clone(),
                 instance_id: instance.id.clone(),
-                temu_actor: TEMU_ACTOR.to_string(),
+                temu: temu.clone(),
                 call_timeout: config.supervisor.call_timeout,
                 stop_timeout: config.supervisor.shutdown_timeout / 2,
                 // Spread the first runs over a few seconds instead of starting all at once.
@@ -246,7 +262,7 @@ pub fn daemon_children(
             )));
         }
     }
-    children
+    Ok(children)
 }
 
 /// Applies pending migrations (creating the database first when allowed) and returns what ran.

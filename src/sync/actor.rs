@@ -23,9 +23,9 @@ use super::{FailureKind, SyncError};
 use crate::config::{ShopConfig, Stream, SyncConfig};
 use crate::db::Database;
 use crate::health::Health;
-use crate::metrics::{Metrics, RunOutcome as RunMetric};
+use crate::metrics::{Metrics, RunResult as RunMetric};
 use crate::supervisor::Backoff;
-use crate::temu::{TemuHandle, TemuMsg};
+use crate::temu::TemuClient;
 
 /// Name of the sync actor of `shop` × `stream` in the actor registry.
 pub fn actor_name(shop: &str, stream: Stream) -> String {
@@ -48,8 +48,8 @@ pub struct SyncActorArgs {
     /// Shared by every sync actor: runs in progress at once.
     pub run_slots: Arc<Semaphore>,
     pub instance_id: String,
-    /// Registry name of the Temu actor.
-    pub temu_actor: String,
+    /// The one Temu client of the process (the Temu actor restarting does not replace it).
+    pub temu: TemuClient,
     /// Deadline of calls to other actors.
     pub call_timeout: Duration,
     /// How long a stopping actor waits for its run to record itself cancelled.
@@ -266,30 +266,20 @@ async fn start_run(myself: &ActorRef<SyncMsg>, state: &mut SyncState) {
         state.schedule(myself, WAIT_FOR_DATABASE);
         return;
     }
-    let client = match ActorRef::<TemuMsg>::where_is(state.args.temu_actor.clone()) {
-        Some(actor) => TemuHandle::new(actor, state.args.call_timeout)
-            .client(state.args.call_timeout)
-            .await
-            .map_err(|e| SyncError::ClientUnavailable(e.to_string())),
-        None => Err(SyncError::ClientUnavailable(
-            "the Temu actor is restarting".to_string(),
-        )),
-    };
-    let client = match client {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::warn!(shop = %shop, stream = stream.as_str(), error = %e, "cannot start a run yet");
-            state.schedule(myself, WAIT_FOR_DATABASE);
-            return;
-        }
+    let Some(temu_shop) = state.args.temu.shop(&shop) else {
+        let e = SyncError::ClientUnavailable(format!("shop {shop:?} is not in the Temu client"));
+        tracing::warn!(shop = %shop, stream = stream.as_str(), error = %e, "cannot start a run yet");
+        state.schedule(myself, WAIT_FOR_DATABASE);
+        return;
     };
     let ctx = RunContext {
         shop: shop.clone(),
-        region: region_name(&state.args.shop),
+        region: temu_shop.region_name(),
         stream,
         config: state.args.config.clone(),
         db: state.args.db.clone(),
-        client,
+        client: state.args.temu.clone(),
+        temu_shop,
         owner: state.args.instance_id.clone(),
         db_deadline: state.args.db.config().statement_timeout * 2,
     };
@@ -325,16 +315,6 @@ async fn start_run(myself: &ActorRef<SyncMsg>, state: &mut SyncState) {
         cancel,
         join: Some(join),
     });
-}
-
-fn region_name(shop: &ShopConfig) -> &'static str {
-    use crate::config::Region;
-    match shop.region {
-        Region::Us => "us",
-        Region::Eu => "eu",
-        Region::Global => "global",
-        Region::Cn => "cn",
-    }
 }
 
 fn finished(

@@ -30,7 +30,7 @@ use crate::config::{Stream, SyncConfig};
 use crate::db::Database;
 use crate::store::{self, AfterSalesRecord, OrderRecord, ProductRecord, RunStatus};
 use crate::temu::model::{AfterSalesListRequest, GoodsListRequest, OrderListRequest};
-use crate::temu::{TemuClient, TokenState};
+use crate::temu::{TemuClient, TemuShop};
 
 /// The smallest window a drifting chunk is narrowed to.
 const MIN_CHUNK: chrono::Duration = chrono::Duration::minutes(1);
@@ -44,6 +44,8 @@ pub struct RunContext {
     pub config: SyncConfig,
     pub db: Database,
     pub client: TemuClient,
+    /// The shop as the client resolved it: every call passes it.
+    pub temu_shop: TemuShop,
     /// This daemon's instance id: the lease owner and `sync_runs.instance_id`.
     pub owner: String,
     /// Deadline of one database transaction.
@@ -113,12 +115,7 @@ pub async fn run(
     let stream = ctx.stream.as_str();
     let (shop, region) = (ctx.shop.clone(), ctx.region);
     // The mall id, once the Temu actor's token check has learned it.
-    let mall_id = match ctx.client.token_states().get(&ctx.shop) {
-        Some(TokenState::Valid {
-            mall_id: Some(m), ..
-        }) => Some(m.clone()),
-        _ => None,
-    };
+    let mall_id = ctx.temu_shop.mall_id();
     let shop_id = match ctx
         .tx("ensure-shop", move |c| {
             Box::pin(async move {
@@ -626,7 +623,7 @@ async fn fetch_orders(
         sortby: Some("updateTime".to_string()),
         ..OrderListRequest::default()
     };
-    let resp = ctx.client.list_orders(&ctx.shop, &req).await?;
+    let resp = ctx.client.list_orders(&ctx.temu_shop, &req).await?;
     Ok(match resp.result {
         Some(r) => page_of(&r.page_items, r.total_item_num, OrderRecord::from_api)?,
         None => Page::empty(),
@@ -645,7 +642,7 @@ async fn fetch_aftersales(
         update_at_end: Some(window.end_secs()),
         ..AfterSalesListRequest::default()
     };
-    let resp = ctx.client.list_aftersales(&ctx.shop, &req).await?;
+    let resp = ctx.client.list_aftersales(&ctx.temu_shop, &req).await?;
     Ok(match resp.result {
         Some(r) => page_of(&r.data, r.total, AfterSalesRecord::from_api)?,
         None => Page::empty(),
@@ -662,7 +659,7 @@ async fn fetch_goods(ctx: &RunContext, page: u32) -> Result<Page<ProductRecord>,
         goods_search_type: LISTED_OR_DELISTED,
         ..GoodsListRequest::default()
     };
-    let resp = ctx.client.list_goods(&ctx.shop, &req).await?;
+    let resp = ctx.client.list_goods(&ctx.temu_shop, &req).await?;
     Ok(match resp.result {
         Some(r) => page_of(&r.goods_list, r.total, ProductRecord::from_api)?,
         None => Page::empty(),
