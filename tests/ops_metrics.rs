@@ -14,10 +14,10 @@ use temu_common::*;
 use temu_sync::config::HttpConfig;
 use temu_sync::health::{ChildState, Health};
 use temu_sync::http::{serve, HttpContext, Liveness};
-use temu_sync::metrics::{Metrics, RunOutcome};
+use temu_sync::metrics::{Metrics, RunResult};
 use temu_sync::sim::{Fault, SimConfig, Simulator};
 use temu_sync::temu::model::OrderListRequest;
-use temu_sync::temu::TemuClient;
+use temu_sync::temu::{Observers, TemuClient};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -140,15 +140,18 @@ async fn metrics_endpoint_serves_every_documented_series() {
     let sim_cfg = SimConfig::demo(41, 1, 20);
     let sim = Simulator::start(sim_cfg.clone()).await.expect("simulator");
     let (apps, shops) = configs_for(&sim, &sim_cfg);
-    let client = TemuClient::with_tuning(
+    let client = TemuClient::build(
         &fast_temu_config(),
         &apps,
         &shops,
         fast_tuning(),
-        Some(health.clone()),
+        Observers {
+            health: Some(health.clone()),
+            metrics: Some(metrics.clone()),
+        },
     )
-    .expect("client")
-    .with_metrics(metrics.clone());
+    .expect("client");
+    let shop0 = client.shop("shop-0").expect("shop-0 is configured");
     let page = OrderListRequest {
         page_number: 1,
         page_size: 20,
@@ -156,11 +159,11 @@ async fn metrics_endpoint_serves_every_documented_series() {
     };
     sim.push_faults([Fault::Http(503)]);
     client
-        .list_orders("shop-0", &page)
+        .list_orders(&shop0, &page)
         .await
         .expect("retried call");
-    client.list_orders("shop-0", &page).await.expect("call");
-    client.token_info("shop-0").await.expect("token check");
+    client.list_orders(&shop0, &page).await.expect("call");
+    client.token_info(&shop0).await.expect("token check");
 
     // Sync runs through the recording API the sync engine uses.
     metrics.init_sync_series("shop-0", "orders");
@@ -168,7 +171,7 @@ async fn metrics_endpoint_serves_every_documented_series() {
     metrics.record_run(
         "shop-0",
         "orders",
-        RunOutcome::Success,
+        RunResult::Success,
         Duration::from_millis(2500),
         3,
         10,
@@ -177,7 +180,7 @@ async fn metrics_endpoint_serves_every_documented_series() {
     metrics.record_run(
         "shop-0",
         "orders",
-        RunOutcome::Failure,
+        RunResult::Failure,
         Duration::from_millis(700),
         1,
         0,

@@ -14,7 +14,7 @@ use tokio::sync::{mpsc, Notify, Semaphore};
 use tokio::time::Instant;
 
 use temu_sync::config::{
-    DatabaseConfig, Region, ShopConfig, Stream, SyncConfig, SyncIntervals, TemuConfig,
+    AppConfig, DatabaseConfig, Region, ShopConfig, Stream, SyncConfig, SyncIntervals, TemuConfig,
 };
 use temu_sync::db::Database;
 use temu_sync::health::Health;
@@ -24,8 +24,7 @@ use temu_sync::store::RunStatus;
 use temu_sync::sync::run::{RunBody, Work};
 use temu_sync::sync::streams::WindowKind;
 use temu_sync::sync::{
-    StreamState, SyncActor, SyncActorArgs, SyncBoard, SyncDeps, SyncError, SyncMsg,
-    TriggerOutcome,
+    StreamState, SyncActor, SyncActorArgs, SyncBoard, SyncDeps, SyncError, SyncMsg, TriggerOutcome,
 };
 use temu_sync::temu::{TemuClient, TemuError};
 use temu_sync::testkit::MemoryLedger;
@@ -116,6 +115,8 @@ impl Harness {
             db.migrations_applied = true;
         });
         let board = SyncBoard::default();
+        // Never called: the scripted body does not touch the API.
+        let temu = TemuClient::new(&TemuConfig::default(), &[app()], &[shop()]).expect("client");
         let deps = Arc::new(SyncDeps {
             config: config(),
             // Never connected: the scripted body and the in-memory ledger do not use it.
@@ -124,7 +125,7 @@ impl Harness {
             board: board.clone(),
             metrics: Metrics::new(),
             run_slots: Arc::new(Semaphore::new(1)),
-            temu: TemuClient::new(&TemuConfig::default(), &[], &[]).expect("empty client"),
+            temu: temu.clone(),
             ledger: ledger.clone(),
             stop_timeout: Duration::from_secs(5),
             shutdown: Shutdown::new(),
@@ -135,7 +136,7 @@ impl Harness {
             then,
             reached: tx,
         });
-        let mut args = SyncActorArgs::new(deps, shop(), Stream::Orders);
+        let mut args = SyncActorArgs::new(deps, temu.shops()[0].clone(), Stream::Orders);
         args.body = body;
         args.first_run_after = Duration::from_secs(1);
         let started = Instant::now();
@@ -193,6 +194,15 @@ impl Harness {
     }
 }
 
+fn app() -> AppConfig {
+    AppConfig {
+        name: "app".into(),
+        app_key: "app-key-for-tests".into(),
+        app_secret: "app-secret-for-tests".into(),
+        qps: 20,
+    }
+}
+
 fn shop() -> ShopConfig {
     ShopConfig {
         name: SHOP.into(),
@@ -212,7 +222,11 @@ fn within(d: Duration, low: Duration, high: Duration) -> bool {
 async fn retryable_failures_back_off_exponentially_then_fall_back_to_the_interval() {
     let mut h = Harness::start(vec![], || Step::FailRetryable, MemoryLedger::new("me")).await;
     let first = h.next_run(NEVER).await.expect("first run");
-    assert!(within(first - h.started, Duration::from_secs(1), Duration::from_secs(2)));
+    assert!(within(
+        first - h.started,
+        Duration::from_secs(1),
+        Duration::from_secs(2)
+    ));
     h.settle().await;
     assert_eq!(h.state(), StreamState::Retrying);
     // Backoff 30 s · 2^(n-1), jittered into [d/2, d], for the 3 retries; then the interval ± 10 %.
@@ -221,7 +235,10 @@ async fn retryable_failures_back_off_exponentially_then_fall_back_to_the_interva
     assert!(within(gaps[0], s(15), s(30)), "{gaps:?}");
     assert!(within(gaps[1], s(30), s(60)), "{gaps:?}");
     assert!(within(gaps[2], s(60), s(120)), "{gaps:?}");
-    assert!(within(gaps[3], INTERVAL * 9 / 10, INTERVAL * 11 / 10), "{gaps:?}");
+    assert!(
+        within(gaps[3], INTERVAL * 9 / 10, INTERVAL * 11 / 10),
+        "{gaps:?}"
+    );
     h.settle().await;
     // The fifth failure starts a new streak: backoff again.
     assert_eq!(h.state(), StreamState::Retrying);
@@ -239,12 +256,22 @@ async fn a_fatal_error_parks_the_stream_until_a_trigger() {
     h.next_run(NEVER).await.expect("first run");
     h.settle().await;
     assert_eq!(h.state(), StreamState::Parked);
-    let reason = h.ledger.parked(SHOP, Stream::Orders).expect("parked in the ledger");
+    let reason = h
+        .ledger
+        .parked(SHOP, Stream::Orders)
+        .expect("parked in the ledger");
     assert!(reason.contains("3000024"), "{reason}");
     let view = h.board.view(SHOP, Stream::Orders).expect("on the board");
-    assert!(view.next_run_at.is_none(), "a parked stream has no next run");
+    assert!(
+        view.next_run_at.is_none(),
+        "a parked stream has no next run"
+    );
     // Ten intervals later: still no run.
-    assert_eq!(h.next_run(INTERVAL * 10).await, None, "a parked stream must not run");
+    assert_eq!(
+        h.next_run(INTERVAL * 10).await,
+        None,
+        "a parked stream must not run"
+    );
 
     assert_eq!(h.trigger().await, TriggerOutcome::Started);
     h.next_run(Duration::from_secs(1))
@@ -252,7 +279,11 @@ async fn a_fatal_error_parks_the_stream_until_a_trigger() {
         .expect("the trigger starts a run at once");
     h.settle().await;
     assert_eq!(h.state(), StreamState::Idle);
-    assert_eq!(h.ledger.parked(SHOP, Stream::Orders), None, "un-parked by success");
+    assert_eq!(
+        h.ledger.parked(SHOP, Stream::Orders),
+        None,
+        "un-parked by success"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -263,12 +294,19 @@ async fn success_reschedules_at_the_interval_with_jitter() {
     assert_eq!(h.state(), StreamState::Idle);
     let gaps = h.gaps(first, 3).await;
     for gap in &gaps {
-        assert!(within(*gap, INTERVAL * 9 / 10, INTERVAL * 11 / 10), "{gaps:?}");
+        assert!(
+            within(*gap, INTERVAL * 9 / 10, INTERVAL * 11 / 10),
+            "{gaps:?}"
+        );
     }
     let runs = h.ledger.runs();
     assert_eq!(runs.len(), 4);
     assert!(runs.iter().all(|r| r.status == RunStatus::Succeeded));
-    assert_eq!(h.ledger.lease_owner(SHOP, Stream::Orders), None, "released after each run");
+    assert_eq!(
+        h.ledger.lease_owner(SHOP, Stream::Orders),
+        None,
+        "released after each run"
+    );
 }
 
 #[tokio::test(start_paused = true)]

@@ -9,13 +9,16 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use temu_common::*;
-use temu_sync::config::ProxyConfig;
+use temu_sync::config::{ProxyConfig, Region, Stream};
 use temu_sync::health::{Health, Status};
+use temu_sync::metrics::Metrics;
 use temu_sync::sim::{Fault, FaultConfig, Latency, SimConfig, Simulator};
 use temu_sync::temu::client::{HEALTH_CIRCUIT, HEALTH_TOKENS};
 use temu_sync::temu::model::*;
 use temu_sync::temu::sign::Params;
-use temu_sync::temu::{ErrorClass, TemuClient, TemuError, TokenState, TransportKind};
+use temu_sync::temu::{
+    CircuitState, ErrorClass, Observers, TemuClient, TemuError, TokenState, TransportKind,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn page(n: u32) -> OrderListRequest {
@@ -29,6 +32,7 @@ fn page(n: u32) -> OrderListRequest {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nested_unicode_and_number_params_sign_like_the_simulator_checks() {
     let (sim, cfg, client) = sim_and_client(11, 20, 100, |_, _| {}).await;
+    let shop0 = shop_of(&client, "shop-0");
     let secret = &cfg.apps[0].app_secret;
     let mut p = Params::new();
     p.insert("type", "bg.order.list.v2.get").unwrap();
@@ -59,7 +63,7 @@ async fn nested_unicode_and_number_params_sign_like_the_simulator_checks() {
         "note": "naïve — ✓", "skip": null
     });
     let res = client
-        .call::<_, OrderListResult>("shop-0", API_ORDER_LIST, &req, None)
+        .call::<_, OrderListResult>(&shop0, API_ORDER_LIST, &req, None)
         .await
         .unwrap();
     assert_eq!(res.result.unwrap().page_items.len(), 5);
@@ -70,7 +74,8 @@ async fn nested_unicode_and_number_params_sign_like_the_simulator_checks() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn typed_calls_decode_and_keep_raw_json() {
     let (_sim, cfg, client) = sim_and_client(12, 150, 100, |_, _| {}).await;
-    let orders = client.list_orders("shop-0", &page(1)).await.unwrap();
+    let shop0 = shop_of(&client, "shop-0");
+    let orders = client.list_orders(&shop0, &page(1)).await.unwrap();
     let r = orders.result.unwrap();
     assert_eq!(r.total_item_num, Some(150));
     assert_eq!(r.page_items.len(), 20);
@@ -86,7 +91,7 @@ async fn typed_calls_decode_and_keep_raw_json() {
     let sn = first.parent_order_map.parent_order_sn.clone();
     let detail = client
         .order_detail(
-            "shop-0",
+            &shop0,
             &OrderDetailRequest {
                 parent_order_sn: sn.clone(),
             },
@@ -104,7 +109,7 @@ async fn typed_calls_decode_and_keep_raw_json() {
     );
     let goods = client
         .list_goods(
-            "shop-0",
+            &shop0,
             &GoodsListRequest {
                 page_no: 1,
                 page_size: 10,
@@ -117,7 +122,7 @@ async fn typed_calls_decode_and_keep_raw_json() {
     assert!(!goods.result.unwrap().goods_list.is_empty());
     let after = client
         .list_aftersales(
-            "shop-0",
+            &shop0,
             &AfterSalesListRequest {
                 page_no: 1,
                 page_size: 10,
@@ -129,7 +134,12 @@ async fn typed_calls_decode_and_keep_raw_json() {
         .await
         .unwrap();
     assert_eq!(after.result.unwrap().total, Some(30));
-    let token = client.token_info("shop-1").await.unwrap().result.unwrap();
+    let token = client
+        .token_info(&shop_of(&client, "shop-1"))
+        .await
+        .unwrap()
+        .result
+        .unwrap();
     assert_eq!(
         token.mall_id.as_ref().unwrap().as_i64(),
         Some(cfg.shops[1].mall_id)
@@ -143,6 +153,7 @@ async fn retryable_errors_are_retried_and_succeed() {
         t.read_timeout = Duration::from_millis(400);
     })
     .await;
+    let shop0 = shop_of(&client, "shop-0");
     let cases: Vec<(Fault, i64)> = vec![
         (Fault::ApiError(4_000_000), 4_000_000),
         (Fault::Http(502), 502),
@@ -154,7 +165,7 @@ async fn retryable_errors_are_retried_and_succeed() {
         sim.reset_stats();
         sim.push_faults([fault.clone()]);
         let started = Instant::now();
-        let res = client.list_orders("shop-0", &page(1)).await;
+        let res = client.list_orders(&shop0, &page(1)).await;
         assert!(res.is_ok(), "{fault:?}: {:?}", res.err());
         assert_eq!(
             sim.stats().requests,
@@ -175,7 +186,7 @@ async fn retryable_errors_are_retried_and_succeed() {
         retry_after_secs: 1,
     }]);
     let started = Instant::now();
-    client.list_orders("shop-0", &page(1)).await.unwrap();
+    client.list_orders(&shop0, &page(1)).await.unwrap();
     assert!(started.elapsed() >= Duration::from_secs(1));
     let recs = sim.requests();
     assert_eq!(recs.len(), 2);
@@ -197,8 +208,9 @@ async fn transport_errors_are_classified_by_type() {
         t.read_timeout = Duration::from_millis(300);
     })
     .await;
+    let shop0 = shop_of(&client, "shop-0");
     sim.push_faults([Fault::Reset]);
-    let e = client.list_orders("shop-0", &page(1)).await.unwrap_err();
+    let e = client.list_orders(&shop0, &page(1)).await.unwrap_err();
     assert!(
         matches!(
             e,
@@ -212,7 +224,7 @@ async fn transport_errors_are_classified_by_type() {
     assert_eq!(e.class(), ErrorClass::Retryable);
     sim.push_faults([Fault::Stall(Duration::from_secs(5))]);
     let started = Instant::now();
-    let e = client.list_orders("shop-0", &page(1)).await.unwrap_err();
+    let e = client.list_orders(&shop0, &page(1)).await.unwrap_err();
     assert!(
         matches!(
             e,
@@ -225,7 +237,7 @@ async fn transport_errors_are_classified_by_type() {
     );
     assert!(started.elapsed() < Duration::from_secs(2));
     sim.push_faults([Fault::Http(503)]);
-    let e = client.list_orders("shop-0", &page(1)).await.unwrap_err();
+    let e = client.list_orders(&shop0, &page(1)).await.unwrap_err();
     assert!(matches!(e, TemuError::Http { status: 503, .. }));
     assert_eq!(e.class(), ErrorClass::Retryable);
     // Nothing listens here: a connect error.
@@ -236,8 +248,11 @@ async fn transport_errors_are_classified_by_type() {
     shops[0].base_url = Some(dead_url);
     let mut t = fast_temu_config();
     t.max_retries = 0;
-    let c2 = TemuClient::with_tuning(&t, &apps, &shops, fast_tuning(), None).unwrap();
-    let e = c2.list_orders("shop-0", &page(1)).await.unwrap_err();
+    let c2 = client_with(&t, &apps, &shops, fast_tuning());
+    let e = c2
+        .list_orders(&shop_of(&c2, "shop-0"), &page(1))
+        .await
+        .unwrap_err();
     assert!(
         matches!(
             e,
@@ -254,8 +269,9 @@ async fn transport_errors_are_classified_by_type() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resign_once_on_timestamp_errors() {
     let (sim, cfg, client) = sim_and_client(15, 20, 100, |_, _| {}).await;
+    let shop0 = shop_of(&client, "shop-0");
     sim.push_faults([Fault::ApiError(3_000_011)]);
-    client.list_orders("shop-0", &page(1)).await.unwrap();
+    client.list_orders(&shop0, &page(1)).await.unwrap();
     assert_eq!(sim.stats().requests, 2);
 
     // A server whose clock is far off: re-signed once, then reported as Resign.
@@ -263,9 +279,11 @@ async fn resign_once_on_timestamp_errors() {
     skewed.clock_offset_secs = 3600;
     let sim2 = Simulator::start(skewed.clone()).await.unwrap();
     let (apps, shops) = configs_for(&sim2, &skewed);
-    let c2 =
-        TemuClient::with_tuning(&fast_temu_config(), &apps, &shops, fast_tuning(), None).unwrap();
-    let e = c2.list_orders("shop-0", &page(1)).await.unwrap_err();
+    let c2 = client_with(&fast_temu_config(), &apps, &shops, fast_tuning());
+    let e = c2
+        .list_orders(&shop_of(&c2, "shop-0"), &page(1))
+        .await
+        .unwrap_err();
     assert_eq!(e.class(), ErrorClass::Resign);
     assert_eq!(e.code(), Some(3_000_011));
     assert_eq!(sim2.stats().requests, 2, "original + one re-signed attempt");
@@ -282,12 +300,12 @@ async fn fatal_errors_are_not_retried_and_say_what_to_fix() {
     let url = sim.router_url();
     let health = Health::new("test");
     let mk = |apps: Vec<_>, shops: Vec<_>| {
-        TemuClient::with_tuning(
+        TemuClient::build(
             &fast_temu_config(),
             &apps,
             &shops,
             fast_tuning(),
-            Some(health.clone()),
+            observed_by(&health),
         )
         .unwrap()
     };
@@ -298,7 +316,10 @@ async fn fatal_errors_are_not_retried_and_say_what_to_fix() {
         let sim = &sim;
         async move {
             sim.reset_stats();
-            let e = client.list_orders(&shop, &page(1)).await.unwrap_err();
+            let e = client
+                .list_orders(&shop_of(&client, &shop), &page(1))
+                .await
+                .unwrap_err();
             assert_eq!(e.class(), ErrorClass::Fatal, "{e}");
             assert_eq!(e.code(), Some(code), "{e}");
             assert!(e.to_string().contains(&hint), "{e}");
@@ -327,7 +348,7 @@ async fn fatal_errors_are_not_retried_and_say_what_to_fix() {
     let c = mk(apps.clone(), bad_tok);
     check(&c, "shop-0", 3_000_031, "access_token").await;
     assert!(matches!(
-        c.token_states()["shop-0"],
+        shop_of(&c, "shop-0").token_state(),
         TokenState::Refused {
             code: Some(3_000_031),
             ..
@@ -345,7 +366,7 @@ async fn fatal_errors_are_not_retried_and_say_what_to_fix() {
     // Unknown API type -> 3000003.
     sim.reset_stats();
     let e = c
-        .call::<_, serde_json::Value>("shop-0", "bg.no.such.api", &json!({}), None)
+        .call::<_, serde_json::Value>(&shop_of(&c, "shop-0"), "bg.no.such.api", &json!({}), None)
         .await
         .unwrap_err();
     assert_eq!((e.class(), e.code()), (ErrorClass::Fatal, Some(3_000_003)));
@@ -353,7 +374,7 @@ async fn fatal_errors_are_not_retried_and_say_what_to_fix() {
     sim.reset_stats();
     let e = c
         .list_aftersales(
-            "shop-0",
+            &shop_of(&c, "shop-0"),
             &AfterSalesListRequest {
                 page_no: 1,
                 page_size: 10,
@@ -364,11 +385,8 @@ async fn fatal_errors_are_not_retried_and_say_what_to_fix() {
         .unwrap_err();
     assert_eq!(e.code(), Some(130_010_001));
     assert_eq!(sim.stats().requests, 1);
-    // Unknown shop: a config error, no request.
-    assert!(matches!(
-        c.list_orders("nope", &page(1)).await,
-        Err(TemuError::Config(_))
-    ));
+    // Unknown shop: it does not resolve, so no call can name it.
+    assert!(c.shop("nope").is_none());
     assert_no_secrets_logged(&cfg, &["wrong-secret-value", "not-a-real-token-xyz"]);
     assert_no_secrets_in(&format!("{:?}", health.report()), &cfg);
 }
@@ -376,10 +394,11 @@ async fn fatal_errors_are_not_retried_and_say_what_to_fix() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn truncated_and_malformed_bodies_are_decode_errors_with_a_clean_excerpt() {
     let (sim, cfg, client) = sim_and_client(18, 20, 100, |t, _| t.max_retries = 1).await;
+    let shop0 = shop_of(&client, "shop-0");
     for fault in [Fault::Truncated, Fault::Malformed] {
         sim.reset_stats();
         sim.push_faults([fault.clone(), fault.clone()]);
-        let e = client.list_orders("shop-0", &page(1)).await.unwrap_err();
+        let e = client.list_orders(&shop0, &page(1)).await.unwrap_err();
         assert_eq!(e.class(), ErrorClass::Decode, "{fault:?}");
         let TemuError::Decode { excerpt, .. } = &e else {
             panic!("{e:?}")
@@ -393,12 +412,12 @@ async fn truncated_and_malformed_bodies_are_decode_errors_with_a_clean_excerpt()
         assert_no_secrets_in(&format!("{e} {e:?}"), &cfg);
         // One bad body, then a good one: the retry recovers.
         sim.push_faults([fault]);
-        client.list_orders("shop-0", &page(1)).await.unwrap();
+        client.list_orders(&shop0, &page(1)).await.unwrap();
     }
     // A well-formed envelope whose result does not fit the type: Decode, not retried.
     sim.reset_stats();
     let e = client
-        .call::<_, Vec<u8>>("shop-0", API_ORDER_LIST, &page(1), None)
+        .call::<_, Vec<u8>>(&shop0, API_ORDER_LIST, &page(1), None)
         .await
         .unwrap_err();
     assert_eq!(e.class(), ErrorClass::Decode);
@@ -409,11 +428,12 @@ async fn truncated_and_malformed_bodies_are_decode_errors_with_a_clean_excerpt()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retries_stop_at_max_retries_and_at_the_deadline() {
     let (sim, _cfg, client) = sim_and_client(19, 20, 1000, |t, _| t.max_retries = 2).await;
+    let shop0 = shop_of(&client, "shop-0");
     sim.set_faults(FaultConfig {
         system_error: 1.0,
         ..FaultConfig::none()
     });
-    let e = client.list_orders("shop-0", &page(1)).await.unwrap_err();
+    let e = client.list_orders(&shop0, &page(1)).await.unwrap_err();
     assert_eq!(
         (e.class(), e.code()),
         (ErrorClass::Retryable, Some(4_000_000))
@@ -427,12 +447,13 @@ async fn retries_stop_at_max_retries_and_at_the_deadline() {
         tune.backoff_max = Duration::from_millis(100);
     })
     .await;
+    let shop0 = shop_of(&client, "shop-0");
     sim.set_faults(FaultConfig {
         system_error: 1.0,
         ..FaultConfig::none()
     });
     let started = Instant::now();
-    let e = client.list_orders("shop-0", &page(1)).await.unwrap_err();
+    let e = client.list_orders(&shop0, &page(1)).await.unwrap_err();
     let took = started.elapsed();
     assert!(matches!(e, TemuError::Deadline { .. }), "{e:?}");
     assert_eq!(
@@ -453,9 +474,10 @@ async fn retries_stop_at_max_retries_and_at_the_deadline() {
         t.read_timeout = Duration::from_secs(30);
     })
     .await;
+    let shop0 = shop_of(&client, "shop-0");
     sim.push_faults([Fault::Stall(Duration::from_secs(30))]);
     let started = Instant::now();
-    let e = client.list_orders("shop-0", &page(1)).await.unwrap_err();
+    let e = client.list_orders(&shop0, &page(1)).await.unwrap_err();
     assert!(matches!(e, TemuError::Deadline { .. }), "{e:?}");
     assert!(started.elapsed() < Duration::from_secs(2));
 }
@@ -468,11 +490,12 @@ async fn burst_of_200_calls_stays_under_the_qps_limit() {
         t.max_connections = 64;
     })
     .await;
+    let shops = [shop_of(&client, "shop-0"), shop_of(&client, "shop-1")];
     let started = Instant::now();
     let calls = (0..200).map(|i| {
         let client = client.clone();
-        let shop = if i % 2 == 0 { "shop-0" } else { "shop-1" };
-        async move { client.list_orders(shop, &page(1)).await }
+        let shop = shops[i % 2].clone();
+        async move { client.list_orders(&shop, &page(1)).await }
     });
     let results = futures_util::future::join_all(calls).await;
     let took = started.elapsed();
@@ -500,6 +523,7 @@ async fn in_flight_requests_never_exceed_max_connections() {
         tune.rate_burst = 100;
     })
     .await;
+    let shop0 = shop_of(&client, "shop-0");
     sim.set_faults(FaultConfig {
         latency: Latency::Uniform {
             min: Duration::from_millis(20),
@@ -509,7 +533,8 @@ async fn in_flight_requests_never_exceed_max_connections() {
     });
     let calls = (0..40).map(|_| {
         let client = client.clone();
-        async move { client.list_orders("shop-0", &page(1)).await }
+        let shop = shop0.clone();
+        async move { client.list_orders(&shop, &page(1)).await }
     });
     let results = futures_util::future::join_all(calls).await;
     assert!(results.iter().all(|r| r.is_ok()));
@@ -525,14 +550,15 @@ async fn in_flight_requests_never_exceed_max_connections() {
         t.max_retries = 0;
     })
     .await;
+    let shop0 = shop_of(&client, "shop-0");
     sim.set_faults(FaultConfig {
         latency: Latency::Fixed(Duration::from_millis(400)),
         ..FaultConfig::none()
     });
     let first = page(1);
-    let (a, b) = tokio::join!(client.list_orders("shop-0", &first), async {
+    let (a, b) = tokio::join!(client.list_orders(&shop0, &first), async {
         tokio::time::sleep(Duration::from_millis(50)).await;
-        client.list_orders("shop-0", &page(1)).await
+        client.list_orders(&shop0, &page(1)).await
     });
     assert!(a.is_ok());
     assert!(matches!(b, Err(TemuError::PoolTimeout { .. })), "{b:?}");
@@ -551,24 +577,25 @@ async fn circuit_opens_fails_fast_and_recovers_and_shows_in_health() {
     let mut tune = fast_tuning();
     tune.breaker_threshold = 3;
     tune.breaker_cool_off = Duration::from_millis(300);
-    let client = TemuClient::with_tuning(&t, &apps, &shops, tune, Some(health.clone())).unwrap();
+    let client = TemuClient::build(&t, &apps, &shops, tune, observed_by(&health)).unwrap();
+    let shop0 = shop_of(&client, "shop-0");
     sim.push_faults([Fault::Http(502), Fault::Http(502), Fault::Http(502)]);
     for _ in 0..3 {
-        let e = client.list_orders("shop-0", &page(1)).await.unwrap_err();
+        let e = client.list_orders(&shop0, &page(1)).await.unwrap_err();
         assert!(matches!(e, TemuError::Http { status: 502, .. }));
     }
-    assert_eq!(client.circuits()[0].state, "open");
+    assert_eq!(client.circuits()[0].state, CircuitState::Open);
     let circuit = &health.report().checks[HEALTH_CIRCUIT];
     assert_eq!(circuit[0].status, Status::Warn);
     assert!(circuit[0].output.as_deref().unwrap().contains("open"));
     let before = sim.stats().requests;
-    let e = client.list_orders("shop-0", &page(1)).await.unwrap_err();
+    let e = client.list_orders(&shop0, &page(1)).await.unwrap_err();
     assert!(matches!(e, TemuError::CircuitOpen { .. }), "{e:?}");
     assert_eq!(e.class(), ErrorClass::Retryable);
     assert_eq!(sim.stats().requests, before, "failed fast, nothing sent");
     tokio::time::sleep(Duration::from_millis(350)).await;
-    client.list_orders("shop-0", &page(1)).await.unwrap();
-    assert_eq!(client.circuits()[0].state, "closed");
+    client.list_orders(&shop0, &page(1)).await.unwrap();
+    assert_eq!(client.circuits()[0].state, CircuitState::Closed);
     assert_eq!(
         health.report().checks[HEALTH_CIRCUIT][0].status,
         Status::Pass
@@ -582,11 +609,11 @@ async fn circuit_opens_fails_fast_and_recovers_and_shows_in_health() {
         Fault::Http(503),
     ]);
     for _ in 0..3 {
-        let _ = client.list_orders("shop-0", &page(1)).await;
+        let _ = client.list_orders(&shop0, &page(1)).await;
     }
     tokio::time::sleep(Duration::from_millis(350)).await;
-    assert!(client.list_orders("shop-0", &page(1)).await.is_err());
-    assert_eq!(client.circuits()[0].state, "open");
+    assert!(client.list_orders(&shop0, &page(1)).await.is_err());
+    assert_eq!(client.circuits()[0].state, CircuitState::Open);
     assert_eq!(client.circuits()[0].opened_total, 3);
 }
 
@@ -697,8 +724,9 @@ async fn calls_go_through_an_authenticated_http_proxy() {
         username: Some("seller".into()),
         password: Some(secret(proxy_pass)),
     });
-    let client = TemuClient::with_tuning(&t, &apps, &shops, fast_tuning(), None).unwrap();
-    client.list_orders("shop-0", &page(1)).await.unwrap();
+    let client = client_with(&t, &apps, &shops, fast_tuning());
+    let shop0 = shop_of(&client, "shop-0");
+    client.list_orders(&shop0, &page(1)).await.unwrap();
     assert!(
         relayed.load(Ordering::SeqCst) >= 1,
         "the call went through the proxy"
@@ -711,8 +739,9 @@ async fn calls_go_through_an_authenticated_http_proxy() {
         username: Some("seller".into()),
         password: Some(secret("wrong-proxy-pass")),
     });
-    let client = TemuClient::with_tuning(&t, &apps, &shops, fast_tuning(), None).unwrap();
-    let e = client.list_orders("shop-0", &page(1)).await.unwrap_err();
+    let client = client_with(&t, &apps, &shops, fast_tuning());
+    let shop0 = shop_of(&client, "shop-0");
+    let e = client.list_orders(&shop0, &page(1)).await.unwrap_err();
     assert!(matches!(e, TemuError::Http { status: 407, .. }), "{e:?}");
     assert_eq!(e.class(), ErrorClass::Fatal);
     let shown = format!("{e} {e:?} {client:?}");
@@ -730,12 +759,12 @@ async fn token_check_reports_expiry_scopes_and_warns_within_14_days() {
     let sim = Simulator::start(cfg.clone()).await.unwrap();
     let (apps, shops) = configs_for(&sim, &cfg);
     let health = Health::new("test");
-    let client = TemuClient::with_tuning(
+    let client = TemuClient::build(
         &fast_temu_config(),
         &apps,
         &shops,
         fast_tuning(),
-        Some(health.clone()),
+        observed_by(&health),
     )
     .unwrap();
     let reports = client.check_tokens().await;
@@ -752,4 +781,61 @@ async fn token_check_reports_expiry_scopes_and_warns_within_14_days() {
     for r in &reports {
         assert_no_secrets_in(&format!("{r} {r:?}"), &cfg);
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shops_are_resolved_once_in_config_order_and_show_no_secret() {
+    init_log_capture();
+    let mut cfg = SimConfig::demo(28, 3, 5);
+    cfg.shops.reverse();
+    let sim = Simulator::start(cfg.clone()).await.unwrap();
+    let (apps, mut shops) = configs_for(&sim, &cfg);
+    shops[0].streams = vec![Stream::Orders];
+    let metrics = Metrics::new();
+    let health = Health::new("test");
+    let client = TemuClient::build(
+        &fast_temu_config(),
+        &apps,
+        &shops,
+        fast_tuning(),
+        Observers {
+            health: Some(health.clone()),
+            metrics: Some(metrics.clone()),
+        },
+    )
+    .unwrap();
+    let names: Vec<&str> = client.shops().iter().map(|s| s.name()).collect();
+    assert_eq!(names, ["shop-2", "shop-1", "shop-0"], "configuration order");
+    let first = &client.shops()[0];
+    assert_eq!(first.streams(), [Stream::Orders]);
+    assert_eq!((first.region(), first.region_name()), (Region::Us, "us"));
+    assert!(matches!(first.token_state(), TokenState::NotChecked));
+    assert_eq!(first.mall_id(), None);
+
+    // A check through the client updates the very value the caller holds (and every clone).
+    let held = first.clone();
+    client.token_info(first).await.unwrap();
+    assert_eq!(held.mall_id(), Some(cfg.shops[0].mall_id.to_string()));
+    assert!(matches!(held.token_state(), TokenState::Valid { .. }));
+    let text = metrics.render(&health);
+    assert!(
+        text.contains("temu_sync_token_expiry_timestamp_seconds{shop=\"shop-2\"}"),
+        "{text}"
+    );
+    assert!(
+        text.contains("temu_sync_api_circuit_state{target="),
+        "{text}"
+    );
+
+    let shown = format!("{client:?} {:?}", client.shops());
+    assert!(shown.contains("shop-2"), "{shown}");
+    assert_no_secrets_in(&shown, &cfg);
+    assert!(client.shop("shop-1").is_some_and(|s| s.name() == "shop-1"));
+
+    // A shop given twice cannot be resolved to one value: refused when the client is built.
+    let twice = vec![shops[0].clone(), shops[0].clone()];
+    assert!(matches!(
+        TemuClient::new(&fast_temu_config(), &apps, &twice),
+        Err(TemuError::Config(_))
+    ));
 }

@@ -1,18 +1,20 @@
-//! The simulator on its own terms, and the Temu actor in front of it: deterministic data, paging
-//! semantics, drift under mutation, QPS enforcement, and calls through the supervised actor.
+//! The simulator on its own terms, and the Temu actor beside the client: deterministic data,
+//! paging semantics, drift under mutation, QPS enforcement, and the supervised actor's pings,
+//! token checks and re-spawn over the one client.
 
 mod temu_common;
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use ractor::Actor;
+use ractor::rpc::CallResult;
+use ractor::{Actor, ActorRef};
 use temu_common::*;
 use temu_sync::health::{Health, Status};
 use temu_sync::sim::{FaultConfig, Latency, SimConfig, Simulator};
 use temu_sync::temu::client::HEALTH_TOKENS;
 use temu_sync::temu::model::*;
-use temu_sync::temu::{TemuActor, TemuActorArgs, TemuClient, TemuHandle};
+use temu_sync::temu::{TemuActor, TemuActorArgs, TemuClient, TemuMsg, TokenReport, TokenState};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn same_seed_same_data_other_seed_other_data() {
@@ -45,6 +47,7 @@ async fn same_seed_same_data_other_seed_other_data() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn paging_is_sorted_capped_and_closed_interval() {
     let (sim, _cfg, client) = sim_and_client(30, 250, 1000, |_, tune| tune.rate_burst = 50).await;
+    let shop0 = shop_of(&client, "shop-0");
     let truth = sim.ground_truth().shops["shop-0"].clone();
     // A page size above 100 is capped.
     let big = OrderListRequest {
@@ -53,7 +56,7 @@ async fn paging_is_sorted_capped_and_closed_interval() {
         ..Default::default()
     };
     let r = client
-        .list_orders("shop-0", &big)
+        .list_orders(&shop0, &big)
         .await
         .unwrap()
         .result
@@ -69,7 +72,7 @@ async fn paging_is_sorted_capped_and_closed_interval() {
             ..Default::default()
         };
         let r = client
-            .list_orders("shop-0", &req)
+            .list_orders(&shop0, &req)
             .await
             .unwrap()
             .result
@@ -92,7 +95,7 @@ async fn paging_is_sorted_capped_and_closed_interval() {
         ..Default::default()
     };
     let r = client
-        .list_orders("shop-0", &req)
+        .list_orders(&shop0, &req)
         .await
         .unwrap()
         .result
@@ -107,12 +110,13 @@ async fn paging_is_sorted_capped_and_closed_interval() {
         update_at_start: Some(t),
         ..Default::default()
     };
-    assert!(client.list_orders("shop-0", &req).await.is_err());
+    assert!(client.list_orders(&shop0, &req).await.is_err());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn live_mutation_makes_naive_paging_drift_and_ground_truth_follows() {
     let (sim, _cfg, client) = sim_and_client(31, 300, 1000, |_, tune| tune.rate_burst = 50).await;
+    let shop0 = shop_of(&client, "shop-0");
     sim.set_mutation_rate(20.0);
     let mut seen = BTreeSet::new();
     for n in 1..=6 {
@@ -122,7 +126,7 @@ async fn live_mutation_makes_naive_paging_drift_and_ground_truth_follows() {
             ..Default::default()
         };
         let r = client
-            .list_orders("shop-0", &req)
+            .list_orders(&shop0, &req)
             .await
             .unwrap()
             .result
@@ -162,12 +166,14 @@ async fn simulator_enforces_qps_per_app_key() {
     t.max_retries = 0;
     let mut tune = fast_tuning();
     tune.rate_burst = 1000;
-    let client = TemuClient::with_tuning(&t, &apps, &shops, tune, None).unwrap();
+    let client = client_with(&t, &apps, &shops, tune);
+    let shop0 = shop_of(&client, "shop-0");
     let calls = (0..30).map(|_| {
         let c = client.clone();
+        let shop = shop0.clone();
         async move {
             c.list_orders(
-                "shop-0",
+                &shop,
                 &OrderListRequest {
                     page_number: 1,
                     page_size: 5,
@@ -186,8 +192,29 @@ async fn simulator_enforces_qps_per_app_key() {
     assert_eq!(sim.outcome_count(4_000_004) as usize, limited);
 }
 
+/// Asks the Temu actor to check every token now (`None`: it did not answer).
+async fn check_tokens_via(actor: &ActorRef<TemuMsg>) -> Option<Vec<TokenReport>> {
+    match actor
+        .call(TemuMsg::CheckTokens, Some(Duration::from_secs(10)))
+        .await
+    {
+        Ok(CallResult::Success(reports)) => Some(reports),
+        _ => None,
+    }
+}
+
+async fn ping(actor: &ActorRef<TemuMsg>, timeout: Duration) -> bool {
+    matches!(
+        actor.call(TemuMsg::Ping, Some(timeout)).await,
+        Ok(CallResult::Success(()))
+    )
+}
+
+/// The Temu actor in front of the one client: pings are answered while slow calls run, the
+/// periodic token check publishes token health, a stop ends that check, and a re-spawn keeps
+/// working with the same client (so never a second limiter for an app_key).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn actor_serves_calls_concurrently_answers_pings_and_rebuilds_on_restart() {
+async fn actor_answers_pings_during_slow_calls_and_a_respawn_keeps_the_one_client() {
     init_log_capture();
     let cfg = SimConfig::demo(33, 2, 30);
     let sim = Simulator::start(cfg.clone()).await.unwrap();
@@ -197,21 +224,33 @@ async fn actor_serves_calls_concurrently_answers_pings_and_rebuilds_on_restart()
     });
     let (apps, shops) = configs_for(&sim, &cfg);
     let health = Health::new("test");
-    let mut args = TemuActorArgs::new(fast_temu_config(), apps, shops, health.clone());
-    args.tuning = fast_tuning();
-    args.tuning.rate_burst = 20;
+    let mut tuning = fast_tuning();
+    tuning.rate_burst = 20;
+    let client = TemuClient::build(
+        &fast_temu_config(),
+        &apps,
+        &shops,
+        tuning,
+        observed_by(&health),
+    )
+    .unwrap();
+    let args = TemuActorArgs {
+        client: client.clone(),
+        token_check_interval: Duration::from_secs(1),
+    };
     let (actor, join) = Actor::spawn(Some("temu-test".into()), TemuActor, args.clone())
         .await
         .unwrap();
-    let handle = TemuHandle::new(actor.clone(), Duration::from_secs(10));
 
     let started = Instant::now();
+    let shops = [shop_of(&client, "shop-0"), shop_of(&client, "shop-1")];
     let calls = (0..10).map(|i| {
-        let h = handle.clone();
+        let c = client.clone();
+        let shop = shops[i % 2].clone();
         async move {
-            h.list_orders(
-                if i % 2 == 0 { "shop-0" } else { "shop-1" },
-                OrderListRequest {
+            c.list_orders(
+                &shop,
+                &OrderListRequest {
                     page_number: 1,
                     page_size: 10,
                     ..Default::default()
@@ -220,19 +259,19 @@ async fn actor_serves_calls_concurrently_answers_pings_and_rebuilds_on_restart()
             .await
         }
     });
-    let ping = async {
+    let ping_during = async {
         tokio::time::sleep(Duration::from_millis(50)).await;
         let t = Instant::now();
         assert!(
-            handle.ping(Duration::from_millis(200)).await,
+            ping(&actor, Duration::from_millis(200)).await,
             "ping answered during slow calls"
         );
         t.elapsed()
     };
-    let (results, ping_took) = tokio::join!(futures_util::future::join_all(calls), ping);
+    let (results, ping_took) = tokio::join!(futures_util::future::join_all(calls), ping_during);
     assert!(results.iter().all(|r| r.is_ok()));
     assert!(ping_took < Duration::from_millis(200));
-    // 10 calls of 300 ms each ran concurrently, not one per mailbox turn.
+    // 10 calls of 300 ms each ran concurrently.
     assert!(
         started.elapsed() < Duration::from_secs(2),
         "{:?}",
@@ -257,20 +296,40 @@ async fn actor_serves_calls_concurrently_answers_pings_and_rebuilds_on_restart()
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
-    // Stop: a pending call fails as Unavailable or completes; a re-spawn builds a fresh client.
+    // Stop: the actor answers nothing more and its periodic check (every second) stops with it.
     actor.stop(None);
     tokio::time::timeout(Duration::from_secs(5), join)
         .await
         .unwrap()
         .unwrap();
-    let e = handle.token_info("shop-0").await.unwrap_err();
-    assert_eq!(e.class(), temu_sync::temu::ErrorClass::Retryable);
+    assert!(check_tokens_via(&actor).await.is_none());
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let calls_after_stop = client.stats().calls;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        client.stats().calls,
+        calls_after_stop,
+        "no token check after the actor stopped"
+    );
+
+    // A re-spawn gets the same client: its checks count in that client and update its shops.
     let (actor2, join2) = Actor::spawn(Some("temu-test".into()), TemuActor, args)
         .await
         .unwrap();
-    let handle2 = TemuHandle::new(actor2.clone(), Duration::from_secs(10));
-    let info = handle2.token_info("shop-0").await.unwrap().result.unwrap();
-    assert_eq!(info.mall_id.unwrap().as_i64(), Some(cfg.shops[0].mall_id));
+    let reports = check_tokens_via(&actor2)
+        .await
+        .expect("the re-spawned actor answers");
+    let shop0 = reports.iter().find(|r| r.shop == "shop-0").expect("shop-0");
+    assert!(
+        matches!(&shop0.state, TokenState::Valid { mall_id: Some(m), .. } if *m == cfg.shops[0].mall_id.to_string()),
+        "{shop0}"
+    );
+    assert!(client.stats().calls > calls_after_stop);
+    assert_eq!(
+        shops[0].mall_id(),
+        Some(cfg.shops[0].mall_id.to_string()),
+        "the shop values handed out see what the re-spawned actor learned"
+    );
     actor2.stop(None);
     tokio::time::timeout(Duration::from_secs(5), join2)
         .await

@@ -251,13 +251,11 @@ pub fn daemon_children(shared: &Shared) -> Vec<Arc<dyn ChildSpec>> {
         health: shared.health.clone(),
         instance: shared.instance.clone(),
     };
-    let mut temu_args = TemuActorArgs::new(
-        config.temu.clone(),
-        config.apps.clone(),
-        config.shops.clone(),
-        shared.health.clone(),
-    );
-    temu_args.metrics = Some(shared.metrics.clone());
+    // The actor gets the process's one client: a restart of the actor keeps it (and its limiters).
+    let temu_args = TemuActorArgs {
+        client: shared.temu.clone(),
+        token_check_interval: config.temu.token_check_interval,
+    };
     let mut children: Vec<Arc<dyn ChildSpec>> = vec![
         Arc::new(ActorChild::new(
             DB_ACTOR,
@@ -271,11 +269,11 @@ pub fn daemon_children(shared: &Shared) -> Vec<Arc<dyn ChildSpec>> {
         )),
     ];
     let deps = shared.sync_deps();
-    for shop in &config.shops {
-        for &stream in &shop.streams {
+    for shop in shared.temu.shops() {
+        for &stream in shop.streams() {
             let args = SyncActorArgs::new(deps.clone(), shop.clone(), stream);
             children.push(Arc::new(ActorChild::new(
-                actor_name(&shop.name, stream),
+                actor_name(shop.name(), stream),
                 move || (SyncActor, args.clone()),
                 SyncMsg::Ping,
             )));

@@ -14,7 +14,7 @@ use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
 use crate::sync::run::PgLedger;
 use crate::sync::{SyncBoard, SyncDeps};
-use crate::temu::{ClientTuning, TemuClient};
+use crate::temu::{ClientTuning, Observers, TemuClient};
 
 pub struct Shared {
     pub config: Config,
@@ -46,19 +46,16 @@ impl Shared {
             tracing::error!(error = %e, "invalid database configuration");
             exit::CONFIG
         })?;
+        let observers = Observers {
+            health: Some(health.clone()),
+            metrics: Some(metrics.clone()),
+        };
         let tuning = ClientTuning::from_config(&config.temu);
-        let temu = TemuClient::with_tuning(
-            &config.temu,
-            &config.apps,
-            &config.shops,
-            tuning,
-            Some(health.clone()),
-        )
-        .map_err(|e| {
-            tracing::error!(error = %e, "invalid Temu configuration");
-            exit::CONFIG
-        })?
-        .with_metrics(metrics.clone());
+        let temu = TemuClient::build(&config.temu, &config.apps, &config.shops, tuning, observers)
+            .map_err(|e| {
+                tracing::error!(error = %e, "invalid Temu configuration");
+                exit::CONFIG
+            })?;
         Ok(Self {
             config,
             instance,

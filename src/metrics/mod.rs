@@ -3,9 +3,10 @@
 //!
 //! Owns: every series name, its help text, label set and histogram buckets ([`Metrics`]). Event
 //! series (sync runs, API attempts, checkout waits) are recorded by their producers through the
-//! methods below; state series (pool counters, actor restarts, health per check, circuit state,
-//! token expiry) mirror the [`Health`] snapshot and are refreshed from it at scrape time by
-//! [`Metrics::render`], so they can never disagree with `/health`.
+//! methods below, and so are the typed state gauges of the Temu client (circuit state, token
+//! expiry: set by the client whenever it publishes that state). The other state series (pool
+//! counters, actor restarts, health per check) mirror the [`Health`] snapshot and are refreshed
+//! from it at scrape time by [`Metrics::render`], so they can never disagree with `/health`.
 //!
 //! Backend: `metrics` + `metrics-exporter-prometheus` without default features (no listener of its
 //! own; we serve the text from our hyper route). Chosen over `prometheus-client` because it writes
@@ -14,13 +15,15 @@
 //! and `info` types, which the 0.0.4 parser does not understand). The recorder is *not* installed
 //! globally: each [`Metrics`] owns its own, so tests in one process stay independent.
 //!
-//! Must not: put an unbounded value in a label — labels are shop and stream names (from the
+//! Must not: import the parts it measures (they call in with typed values; nothing is parsed
+//! back out of `/health`), or put an unbounded value in a label — labels are shop and stream names (from the
 //! configuration), API names, outcome and error-code classes, actor and check names, router URLs
 //! without credentials. Never an order id, a request id, a token or an error message.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use chrono::{DateTime, Utc};
 use metrics::{Key, Label, Level, Metadata, Recorder, SharedString, Unit};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusRecorder};
 
@@ -59,7 +62,7 @@ pub mod names {
 
 /// How a sync run ended (the `outcome` label of `temu_sync_sync_runs_total`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RunOutcome {
+pub enum RunResult {
     Success,
     /// Failed (API, database, or decode error); the next interval tries again.
     Failure,
@@ -69,20 +72,39 @@ pub enum RunOutcome {
     Cancelled,
 }
 
-impl RunOutcome {
-    pub const ALL: [RunOutcome; 4] = [
-        RunOutcome::Success,
-        RunOutcome::Failure,
-        RunOutcome::Timeout,
-        RunOutcome::Cancelled,
+impl RunResult {
+    pub const ALL: [RunResult; 4] = [
+        RunResult::Success,
+        RunResult::Failure,
+        RunResult::Timeout,
+        RunResult::Cancelled,
     ];
 
     pub fn as_str(self) -> &'static str {
         match self {
-            RunOutcome::Success => "success",
-            RunOutcome::Failure => "failure",
-            RunOutcome::Timeout => "timeout",
-            RunOutcome::Cancelled => "cancelled",
+            RunResult::Success => "success",
+            RunResult::Failure => "failure",
+            RunResult::Timeout => "timeout",
+            RunResult::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// The value of `temu_sync_api_circuit_state` for one router.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CircuitGauge {
+    Closed,
+    HalfOpen,
+    Open,
+}
+
+impl CircuitGauge {
+    /// 0 closed, 1 half-open, 2 open.
+    pub fn value(self) -> f64 {
+        match self {
+            CircuitGauge::Closed => 0.0,
+            CircuitGauge::HalfOpen => 1.0,
+            CircuitGauge::Open => 2.0,
         }
     }
 }
@@ -332,7 +354,7 @@ impl Metrics {
     /// stream before its first run finishes.
     pub fn init_sync_series(&self, shop: &str, stream: &str) {
         let base = [("shop", shop), ("stream", stream)];
-        for outcome in RunOutcome::ALL {
+        for outcome in RunResult::ALL {
             self.counter_add(
                 names::SYNC_RUNS,
                 &[
@@ -364,7 +386,7 @@ impl Metrics {
         &self,
         shop: &str,
         stream: &str,
-        outcome: RunOutcome,
+        outcome: RunResult,
         duration: Duration,
         pages: u64,
         inserted: u64,
@@ -392,25 +414,13 @@ impl Metrics {
         );
         self.counter_add(names::SYNC_PAGES, &base, pages);
         self.observe(names::SYNC_RUN_DURATION, &base, duration.as_secs_f64());
-        if outcome == RunOutcome::Success {
+        if outcome == RunResult::Success {
             let now = SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map(|d| d.as_secs_f64())
                 .unwrap_or(0.0);
             self.gauge(names::SYNC_LAST_SUCCESS, &base, now);
         }
-    }
-
-    /// Pages fetched so far by a running sync (for progress during long runs; [`record_run`]
-    /// adds the run's pages itself, so call one or the other for a page, not both).
-    ///
-    /// [`record_run`]: Metrics::record_run
-    pub fn add_pages(&self, shop: &str, stream: &str, pages: u64) {
-        self.counter_add(
-            names::SYNC_PAGES,
-            &[("shop", shop), ("stream", stream)],
-            pages,
-        );
     }
 
     /// How far `shop`/`stream` lags behind Temu, in seconds.
@@ -451,6 +461,24 @@ impl Metrics {
             names::API_RATE_LIMIT_WAIT,
             &[("shop", shop)],
             waited.as_secs_f64(),
+        );
+    }
+
+    /// The state of the circuit breaker of router `target` (a URL without credentials).
+    pub fn set_circuit_state(&self, target: &str, state: CircuitGauge) {
+        self.gauge(
+            names::API_CIRCUIT_STATE,
+            &[("target", target)],
+            state.value(),
+        );
+    }
+
+    /// When `shop`'s access token expires.
+    pub fn set_token_expiry(&self, shop: &str, at: DateTime<Utc>) {
+        self.gauge(
+            names::TOKEN_EXPIRY,
+            &[("shop", shop)],
+            at.timestamp() as f64,
         );
     }
 
@@ -512,31 +540,6 @@ impl Metrics {
                     &[("check", check), ("component", component)],
                     status_value(entry.status),
                 );
-                let observed = entry.observed_value.as_ref();
-                if check == crate::temu::client::HEALTH_CIRCUIT {
-                    let state = observed
-                        .and_then(|v| v.get("state"))
-                        .and_then(|s| s.as_str())
-                        .unwrap_or("closed");
-                    let value = match state {
-                        "closed" => 0.0,
-                        "open" => 2.0,
-                        _ => 1.0,
-                    };
-                    self.gauge(names::API_CIRCUIT_STATE, &[("target", component)], value);
-                }
-                if check == crate::temu::client::HEALTH_TOKENS {
-                    let expires = observed
-                        .and_then(|v| v.as_str())
-                        .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok());
-                    if let Some(at) = expires {
-                        self.gauge(
-                            names::TOKEN_EXPIRY,
-                            &[("shop", component)],
-                            at.timestamp() as f64,
-                        );
-                    }
-                }
             }
         }
     }
@@ -578,5 +581,25 @@ mod tests {
         assert!(text.contains("# TYPE temu_sync_db_checkout_wait_seconds histogram"));
         assert!(text.contains("temu_sync_db_up 0"));
         assert!(text.contains("temu_sync_health_status 2"), "{text}");
+    }
+
+    #[test]
+    fn circuit_and_token_gauges_take_typed_values() {
+        let m = Metrics::new();
+        m.set_circuit_state("http://a/router", CircuitGauge::Closed);
+        m.set_circuit_state("http://b/router", CircuitGauge::HalfOpen);
+        m.set_circuit_state("http://c/router", CircuitGauge::Open);
+        let at = DateTime::<Utc>::from_timestamp(1_900_000_000, 0).expect("a valid instant");
+        m.set_token_expiry("shop-0", at);
+        let text = m.render(&Health::new("t"));
+        for (target, value) in [("a", 0), ("b", 1), ("c", 2)] {
+            let line =
+                format!("temu_sync_api_circuit_state{{target=\"http://{target}/router\"}} {value}");
+            assert!(text.contains(&line), "{line}\n{text}");
+        }
+        assert!(
+            text.contains("temu_sync_token_expiry_timestamp_seconds{shop=\"shop-0\"} 1900000000"),
+            "{text}"
+        );
     }
 }

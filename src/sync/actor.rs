@@ -25,9 +25,10 @@ use super::progress::{Progress, ProgressSnapshot};
 use super::run::{run, RunBody, RunContext, RunOutcome};
 use super::streams;
 use super::{FailureKind, SyncError};
-use crate::config::{Region, ShopConfig, Stream, SyncConfig};
-use crate::metrics::RunOutcome as RunMetric;
+use crate::config::{Stream, SyncConfig};
+use crate::metrics::RunResult as RunMetric;
 use crate::supervisor::Backoff;
+use crate::temu::TemuShop;
 
 /// Name of the sync actor of `shop` × `stream` in the actor registry.
 pub fn actor_name(shop: &str, stream: Stream) -> String {
@@ -42,7 +43,8 @@ pub const WAIT_FOR_DATABASE: Duration = Duration::from_secs(2);
 #[derive(Clone)]
 pub struct SyncActorArgs {
     pub deps: Arc<SyncDeps>,
-    pub shop: ShopConfig,
+    /// The shop, resolved once by the Temu client.
+    pub shop: TemuShop,
     pub stream: Stream,
     /// The stream's entry of the table (`streams::body`); tests hand in their own.
     pub body: Arc<dyn RunBody>,
@@ -52,7 +54,7 @@ pub struct SyncActorArgs {
 
 impl SyncActorArgs {
     /// The actor of `shop` × `stream` with the stream's entry of the table.
-    pub fn new(deps: Arc<SyncDeps>, shop: ShopConfig, stream: Stream) -> Self {
+    pub fn new(deps: Arc<SyncDeps>, shop: TemuShop, stream: Stream) -> Self {
         Self {
             deps,
             shop,
@@ -116,7 +118,7 @@ impl SyncState {
     }
 
     fn shop(&self) -> &str {
-        &self.args.shop.name
+        self.args.shop.name()
     }
 
     fn interval(&self) -> Duration {
@@ -258,8 +260,7 @@ fn start_run(myself: &ActorRef<SyncMsg>, state: &mut SyncState) {
         return;
     }
     let ctx = RunContext {
-        shop: state.shop().to_string(),
-        region: region_name(state.args.shop.region),
+        shop: state.args.shop.clone(),
         stream: state.args.stream,
         config: deps.config.clone(),
         db: deps.db.clone(),
@@ -299,15 +300,6 @@ fn start_run(myself: &ActorRef<SyncMsg>, state: &mut SyncState) {
         join: Some(join),
         progress,
     });
-}
-
-fn region_name(region: Region) -> &'static str {
-    match region {
-        Region::Us => "us",
-        Region::Eu => "eu",
-        Region::Global => "global",
-        Region::Cn => "cn",
-    }
 }
 
 /// What the scheduler does after a run: the stream's state, when to run next (`None`: parked),

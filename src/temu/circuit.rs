@@ -34,12 +34,32 @@ pub struct CircuitBreaker {
     inner: Mutex<Inner>,
 }
 
+/// Where a breaker stands; shown as `closed`, `open` or `half-open`.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum CircuitState {
+    Closed,
+    /// Failing fast until the next probe.
+    Open,
+    /// One probe is allowed through.
+    HalfOpen,
+}
+
+impl CircuitState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CircuitState::Closed => "closed",
+            CircuitState::Open => "open",
+            CircuitState::HalfOpen => "half-open",
+        }
+    }
+}
+
 /// What `/health` shows about a breaker.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct CircuitSnapshot {
     pub target: String,
-    /// `closed`, `open` or `half-open`.
-    pub state: &'static str,
+    pub state: CircuitState,
     pub consecutive_failures: u32,
     /// Times the circuit opened since start.
     pub opened_total: u64,
@@ -152,12 +172,12 @@ impl CircuitBreaker {
         let now = Instant::now();
         let inner = self.inner.lock();
         let (state, retry_in_ms) = match inner.state {
-            State::Closed => ("closed", None),
+            State::Closed => (CircuitState::Closed, None),
             State::Open { until } => (
-                "open",
+                CircuitState::Open,
                 Some(until.saturating_duration_since(now).as_millis() as u64),
             ),
-            State::HalfOpen { .. } => ("half-open", None),
+            State::HalfOpen { .. } => (CircuitState::HalfOpen, None),
         };
         CircuitSnapshot {
             target: self.target.clone(),
@@ -177,20 +197,20 @@ mod tests {
     fn opens_after_threshold_then_probes_once() {
         let cb = CircuitBreaker::new("t", 2, Duration::from_millis(30));
         cb.try_acquire().unwrap().failure();
-        assert_eq!(cb.snapshot().state, "closed");
+        assert_eq!(cb.snapshot().state, CircuitState::Closed);
         cb.try_acquire().unwrap().failure();
-        assert_eq!(cb.snapshot().state, "open");
+        assert_eq!(cb.snapshot().state, CircuitState::Open);
         assert!(cb.try_acquire().is_err());
         std::thread::sleep(Duration::from_millis(40));
         let probe = cb.try_acquire().unwrap();
         assert!(cb.try_acquire().is_err(), "only one probe");
         probe.failure();
-        assert_eq!(cb.snapshot().state, "open");
+        assert_eq!(cb.snapshot().state, CircuitState::Open);
         std::thread::sleep(Duration::from_millis(40));
         let probe = cb.try_acquire().unwrap();
         drop(probe); // cancelled probe frees the slot
         cb.try_acquire().unwrap().success();
-        assert_eq!(cb.snapshot().state, "closed");
+        assert_eq!(cb.snapshot().state, CircuitState::Closed);
         assert_eq!(cb.snapshot().opened_total, 2);
     }
 }

@@ -3,9 +3,11 @@
 //! Owns: everything between "list orders of shop X, page N" and HTTP bytes on the wire —
 //! [`sign`] (parameters and the MD5 signature), [`envelope`] (response envelope and [`TemuError`]
 //! with its actionable [`ErrorClass`]), [`model`] (typed requests/responses that keep unknown
-//! fields and raw JSON), [`circuit`] (breaker per router), [`client`] ([`TemuClient`]: the one HTTP
-//! client, per-app_key rate limits, connection slots, retries), [`token`] (token state and the
-//! `check-token` report) and [`actor`] (the supervised [`TemuActor`]).
+//! fields and raw JSON), [`circuit`] (breaker per router), [`shop`] ([`TemuShop`]: a configured
+//! shop resolved once, with its credentials, router, limiter and token state), [`client`]
+//! ([`TemuClient`]: the one HTTP client, per-app_key rate limits, connection slots, retries),
+//! [`redact`] (scrubbing secrets, URL labels), [`token`] (token state and the `check-token`
+//! report) and [`actor`] (the supervised [`TemuActor`]: liveness and the periodic token check).
 //!
 //! Must not: touch the database, know about sync cursors, or let a secret (app_secret,
 //! access_token, proxy password) reach a log line, an error, `Debug` output or `/health`.
@@ -15,12 +17,16 @@ pub mod circuit;
 pub mod client;
 pub mod envelope;
 pub mod model;
+pub mod redact;
+pub mod shop;
 pub mod sign;
 pub mod token;
 
-pub use actor::{TemuActor, TemuActorArgs, TemuHandle, TemuMsg, TemuRequest, TemuResponse};
-pub use client::{ClientStats, ClientTuning, TemuClient};
+pub use actor::{TemuActor, TemuActorArgs, TemuMsg};
+pub use circuit::{CircuitSnapshot, CircuitState};
+pub use client::{ClientStats, ClientTuning, Observers, TemuClient};
 pub use envelope::{ApiResponse, ErrorClass, TemuError, TransportKind, WithRaw};
+pub use shop::TemuShop;
 pub use token::{TokenReport, TokenState};
 
 use crate::config::Region;

@@ -93,14 +93,20 @@ impl MemoryLedger {
     pub fn lease_owner(&self, shop: &str, stream: Stream) -> Option<String> {
         let mut state = self.state.lock();
         let id = Self::shop_id(&mut state, shop);
-        state.leases.get(&(id, stream)).and_then(|l| l.owner.clone())
+        state
+            .leases
+            .get(&(id, stream))
+            .and_then(|l| l.owner.clone())
     }
 
     /// Why `shop` × `stream` is parked, if it is.
     pub fn parked(&self, shop: &str, stream: Stream) -> Option<String> {
         let mut state = self.state.lock();
         let id = Self::shop_id(&mut state, shop);
-        state.leases.get(&(id, stream)).and_then(|l| l.parked.clone())
+        state
+            .leases
+            .get(&(id, stream))
+            .and_then(|l| l.parked.clone())
     }
 }
 

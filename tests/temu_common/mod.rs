@@ -7,8 +7,9 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use temu_sync::config::{AppConfig, Secret, ShopConfig, TemuConfig};
+use temu_sync::health::Health;
 use temu_sync::sim::{SimConfig, SimHandle, Simulator};
-use temu_sync::temu::{ClientTuning, TemuClient};
+use temu_sync::temu::{ClientTuning, Observers, TemuClient, TemuShop};
 
 /// Builds a `Secret` the way the config loader does: through serde.
 pub fn secret(s: &str) -> Secret {
@@ -99,8 +100,33 @@ pub async fn sim_and_client(
     let mut temu = fast_temu_config();
     let mut tuning = fast_tuning();
     tweak(&mut temu, &mut tuning);
-    let client = TemuClient::with_tuning(&temu, &apps, &shops, tuning, None).unwrap();
+    let client = TemuClient::build(&temu, &apps, &shops, tuning, Observers::default()).unwrap();
     (sim, cfg, client)
+}
+
+/// The client built with `tuning` and no observers.
+pub fn client_with(
+    temu: &TemuConfig,
+    apps: &[AppConfig],
+    shops: &[ShopConfig],
+    tuning: ClientTuning,
+) -> TemuClient {
+    TemuClient::build(temu, apps, shops, tuning, Observers::default()).unwrap()
+}
+
+/// Observers that publish into `health` only.
+pub fn observed_by(health: &Health) -> Observers {
+    Observers {
+        health: Some(health.clone()),
+        metrics: None,
+    }
+}
+
+/// The client's shop `name` (tests resolve a shop once, then pass the value on every call).
+pub fn shop_of(client: &TemuClient, name: &str) -> TemuShop {
+    client
+        .shop(name)
+        .unwrap_or_else(|| panic!("no shop {name:?} in the client"))
 }
 
 #[derive(Clone)]

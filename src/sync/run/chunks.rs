@@ -60,7 +60,7 @@ pub async fn walk_chunks<S: StreamSpec>(work: Work<'_>, window: Window) -> Resul
             }
             ChunkStored::Drifted if chunk.len() > MIN_CHUNK => {
                 let (first, second) = chunk.halves();
-                tracing::info!(shop = %work.ctx.shop, stream = work.ctx.stream.as_str(),
+                tracing::info!(shop = %work.ctx.shop.name(), stream = work.ctx.stream.as_str(),
                     from = %chunk.start, to = %chunk.end, "listing kept changing; narrowing the chunk");
                 if let Some((n, _)) = next {
                     queue.push_front(n);
@@ -83,7 +83,7 @@ async fn walk_chunk<S: StreamSpec>(
     work: &Work<'_>,
     chunk: Window,
 ) -> Result<Walked<S::Record>, SyncError> {
-    let (client, shop) = (&work.ctx.client, work.ctx.shop.as_str());
+    let (client, shop) = (&work.ctx.client, &work.ctx.shop);
     walk(
         |page| S::fetch(client, shop, Some(chunk), page),
         work.cancel,

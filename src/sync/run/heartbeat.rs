@@ -82,7 +82,7 @@ async fn beat(
         match renewed {
             Ok(true) => {}
             Ok(false) => {
-                tracing::error!(shop = %ctx.shop, stream = stream.as_str(), run_id,
+                tracing::error!(shop = %ctx.shop.name(), stream = stream.as_str(), run_id,
                     "lease lost to another daemon; cancelling the run");
                 lease_lost.cancel();
                 return;
@@ -90,7 +90,7 @@ async fn beat(
             // The database is away: keep working; if it stays away past the TTL another daemon
             // may take over, and our next renew (or cursor advance) notices.
             Err(e) => {
-                tracing::warn!(shop = %ctx.shop, stream = stream.as_str(), run_id, error = %e,
+                tracing::warn!(shop = %ctx.shop.name(), stream = stream.as_str(), run_id, error = %e,
                     "lease heartbeat failed")
             }
         }

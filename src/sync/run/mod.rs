@@ -34,7 +34,7 @@ use super::{FailureKind, SyncError};
 use crate::config::{Stream, SyncConfig};
 use crate::db::Database;
 use crate::store::RunStatus;
-use crate::temu::TemuClient;
+use crate::temu::{TemuClient, TemuShop};
 
 pub use chunks::walk_chunks;
 pub use ledger::{PgLedger, RunEnd, RunLedger};
@@ -43,8 +43,8 @@ pub use sweep::sweep;
 /// Everything one run needs.
 #[derive(Clone)]
 pub struct RunContext {
-    pub shop: String,
-    pub region: &'static str,
+    /// The shop as the Temu client resolved it (credentials, router, its app's limiter).
+    pub shop: TemuShop,
     pub stream: Stream,
     pub config: SyncConfig,
     pub db: Database,
@@ -119,12 +119,12 @@ pub async fn run(
     let (stream, run_id, took_ms) = (ctx.stream.as_str(), begun.run_id, millis(started));
     match result {
         Ok(()) => {
-            tracing::info!(shop = %ctx.shop, stream, run_id, pages = snap.pages,
+            tracing::info!(shop = %ctx.shop.name(), stream, run_id, pages = snap.pages,
                 inserted = snap.inserted, updated = snap.updated, took_ms, "sync run succeeded");
             RunOutcome::Succeeded { cursor }
         }
         Err(error) => {
-            tracing::warn!(shop = %ctx.shop, stream, run_id, error_class = error.class(),
+            tracing::warn!(shop = %ctx.shop.name(), stream, run_id, error_class = error.class(),
                 error = %error, pages = snap.pages, took_ms, "sync run did not complete");
             RunOutcome::Failed { error, cursor }
         }
@@ -141,14 +141,9 @@ async fn begin(ctx: &RunContext) -> Result<Option<Begun>, (SyncError, Option<Dat
     let ledger = &ctx.ledger;
     let stream = ctx.stream;
     // The mall id, once the token check has learned it.
-    let mall_id = match ctx.client.token_states().get(&ctx.shop) {
-        Some(crate::temu::TokenState::Valid {
-            mall_id: Some(m), ..
-        }) => Some(m.clone()),
-        _ => None,
-    };
+    let mall_id = ctx.shop.mall_id();
     let shop_id = ledger
-        .ensure_shop(&ctx.shop, ctx.region, mall_id)
+        .ensure_shop(ctx.shop.name(), ctx.shop.region_name(), mall_id)
         .await
         .map_err(|e| (e, None))?;
     let Some(lease) = ledger
@@ -159,7 +154,7 @@ async fn begin(ctx: &RunContext) -> Result<Option<Begun>, (SyncError, Option<Dat
         return Ok(None);
     };
     if let Some(previous) = &lease.took_over_from {
-        tracing::warn!(shop = %ctx.shop, stream = stream.as_str(), previous_owner = %previous,
+        tracing::warn!(shop = %ctx.shop.name(), stream = stream.as_str(), previous_owner = %previous,
             "took over an expired lease; the previous owner's unfinished run is marked abandoned");
     }
     let window = match ctx.body.window_kind() {
@@ -182,7 +177,7 @@ async fn begin(ctx: &RunContext) -> Result<Option<Begun>, (SyncError, Option<Dat
             return Err((error, lease.cursor));
         }
     };
-    tracing::info!(shop = %ctx.shop, stream = stream.as_str(), run_id, cursor = ?lease.cursor,
+    tracing::info!(shop = %ctx.shop.name(), stream = stream.as_str(), run_id, cursor = ?lease.cursor,
         "sync run started");
     Ok(Some(Begun {
         shop_id,
@@ -254,7 +249,7 @@ async fn finish(
         .finish_run(begun.shop_id, stream, run_id, end)
         .await
     {
-        tracing::warn!(shop = %ctx.shop, stream = stream.as_str(), run_id, error = %e,
+        tracing::warn!(shop = %ctx.shop.name(), stream = stream.as_str(), run_id, error = %e,
             "could not record the end of the run; the lease expires by itself");
     }
     if !matches!(result, Err(SyncError::LeaseLost)) {
@@ -264,7 +259,7 @@ async fn finish(
 
 async fn release(ctx: &RunContext, shop_id: i64) {
     if let Err(e) = ctx.ledger.release(shop_id, ctx.stream).await {
-        tracing::warn!(shop = %ctx.shop, stream = ctx.stream.as_str(), error = %e,
+        tracing::warn!(shop = %ctx.shop.name(), stream = ctx.stream.as_str(), error = %e,
             "could not release the lease; it expires by itself");
     }
 }

@@ -11,7 +11,7 @@ use crate::sync::SyncError;
 pub async fn sweep<S: StreamSpec>(work: Work<'_>) -> Result<(), SyncError> {
     let ctx = work.ctx;
     let (shop_id, run_id) = (work.shop_id, work.run_id);
-    let (client, shop) = (&ctx.client, ctx.shop.as_str());
+    let (client, shop) = (&ctx.client, &ctx.shop);
     let walked = walk(
         |page| S::fetch(client, shop, None, page),
         work.cancel,
@@ -45,7 +45,7 @@ pub async fn sweep<S: StreamSpec>(work: Work<'_>) -> Result<(), SyncError> {
         })
         .await?;
     if settled > 0 {
-        tracing::info!(shop = %ctx.shop, stream = ctx.stream.as_str(), settled,
+        tracing::info!(shop = %ctx.shop.name(), stream = ctx.stream.as_str(), settled,
             "records no longer listed were settled (products: marked removed)");
     }
     Ok(())

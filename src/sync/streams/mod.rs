@@ -25,7 +25,7 @@ use super::window::Window;
 use super::SyncError;
 use crate::config::{Stream, SyncConfig};
 use crate::store::Upserted;
-use crate::temu::TemuClient;
+use crate::temu::{TemuClient, TemuShop};
 
 pub use aftersales::Aftersales;
 pub use orders::Orders;
@@ -55,7 +55,7 @@ pub trait StreamSpec: Send + Sync + 'static {
     /// [`WindowKind::UpdateTime`] streams, `None` for a sweep.
     fn fetch<'a>(
         client: &'a TemuClient,
-        shop: &'a str,
+        shop: &'a TemuShop,
         window: Option<Window>,
         page: u32,
     ) -> BoxFuture<'a, Result<Page<Self::Record>, SyncError>>;

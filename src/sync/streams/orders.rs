@@ -13,7 +13,7 @@ use crate::sync::walk::{Keyed, Page, PAGE_SIZE};
 use crate::sync::window::Window;
 use crate::sync::SyncError;
 use crate::temu::model::OrderListRequest;
-use crate::temu::TemuClient;
+use crate::temu::{TemuClient, TemuShop};
 
 pub struct Orders;
 
@@ -37,7 +37,7 @@ impl StreamSpec for Orders {
 
     fn fetch<'a>(
         client: &'a TemuClient,
-        shop: &'a str,
+        shop: &'a TemuShop,
         window: Option<Window>,
         page: u32,
     ) -> BoxFuture<'a, Result<Page<OrderRecord>, SyncError>> {

@@ -14,7 +14,7 @@ use crate::sync::walk::{Keyed, Page, PAGE_SIZE};
 use crate::sync::window::Window;
 use crate::sync::SyncError;
 use crate::temu::model::GoodsListRequest;
-use crate::temu::TemuClient;
+use crate::temu::{TemuClient, TemuShop};
 
 /// `goodsSearchType` 1: listed and delisted products.
 const LISTED_OR_DELISTED: i64 = 1;
@@ -41,7 +41,7 @@ impl StreamSpec for Products {
 
     fn fetch<'a>(
         client: &'a TemuClient,
-        shop: &'a str,
+        shop: &'a TemuShop,
         _window: Option<Window>,
         page: u32,
     ) -> BoxFuture<'a, Result<Page<ProductRecord>, SyncError>> {
