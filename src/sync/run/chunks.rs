@@ -11,6 +11,7 @@
 
 use std::collections::VecDeque;
 
+use super::batches::upsert_batches;
 use super::Work;
 use crate::store;
 use crate::sync::streams::StreamSpec;
@@ -101,20 +102,8 @@ async fn store_chunk<S: StreamSpec>(
     let ctx = work.ctx;
     let (shop_id, run_id) = (work.shop_id, work.run_id);
     let complete = walked.complete;
-    let mut records = walked.records;
-    let batch = ctx.config.batch_size.max(1);
     // All batches but the last commit on their own.
-    while records.len() > batch {
-        let rest = records.split_off(batch);
-        let this = std::mem::replace(&mut records, rest);
-        let counts = ctx
-            .db
-            .transaction("upsert-batch", ctx.db_deadline, move |c| {
-                S::upsert(c, shop_id, run_id, this)
-            })
-            .await?;
-        work.progress.stored(counts.inserted, counts.updated);
-    }
+    let records = upsert_batches::<S>(work, walked.records, true).await?;
     let (owner, stream) = (ctx.ledger.owner().to_string(), ctx.stream.as_str());
     let counts = ctx
         .db

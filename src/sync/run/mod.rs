@@ -15,6 +15,7 @@
 //!
 //! Must not: decide what happens after the run (retry, park, reschedule: `actor.rs`).
 
+mod batches;
 mod chunks;
 mod heartbeat;
 pub mod ledger;

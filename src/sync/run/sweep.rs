@@ -3,6 +3,7 @@
 //!
 //! Must not: settle anything after an incomplete sweep — what was not seen is left as it is.
 
+use super::batches::upsert_batches;
 use super::Work;
 use crate::sync::streams::StreamSpec;
 use crate::sync::walk::walk;
@@ -19,19 +20,7 @@ pub async fn sweep<S: StreamSpec>(work: Work<'_>) -> Result<(), SyncError> {
     )
     .await?;
     let complete = walked.complete;
-    let batch = ctx.config.batch_size.max(1);
-    let mut records = walked.records;
-    while !records.is_empty() {
-        let rest = records.split_off(batch.min(records.len()));
-        let this = std::mem::replace(&mut records, rest);
-        let counts = ctx
-            .db
-            .transaction("upsert-sweep-batch", ctx.db_deadline, move |c| {
-                S::upsert(c, shop_id, run_id, this)
-            })
-            .await?;
-        work.progress.stored(counts.inserted, counts.updated);
-    }
+    upsert_batches::<S>(&work, walked.records, false).await?;
     if !complete {
         return Err(SyncError::Record(format!(
             "the {} listing kept changing during every walk; records not seen were left as they are",
