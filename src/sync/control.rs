@@ -14,7 +14,7 @@ use serde::Serialize;
 use super::actor::{actor_name, SyncMsg, TriggerOutcome};
 use super::board::{StreamView, SyncBoard};
 use crate::config::{Secret, Stream};
-use crate::http::{json_response, ApiError, Req, Router};
+use crate::http::{json_response, ApiError, HandlerResult, Req, Router};
 
 /// What the control routes need.
 #[derive(Clone)]
@@ -45,89 +45,29 @@ struct TriggerResult {
 
 /// Adds the sync routes to `router`.
 pub fn routes(router: Router, control: SyncControl) -> Router {
-    let status = control.clone();
-    let one = control.clone();
-    let all = control;
+    let (status, one, all) = (control.clone(), control.clone(), control);
     router
         .route(Method::GET, "/status", move |_req: Req| {
             let board = status.board.clone();
-            async move {
-                json_response(
-                    StatusCode::OK,
-                    "application/json",
-                    &StatusDoc {
-                        generated_at: chrono::Utc::now(),
-                        streams: board.views(),
-                    },
-                )
-            }
+            async move { status_doc(&board) }
         })
         .route(Method::POST, "/sync/{shop}/{stream}", move |req: Req| {
             let control = one.clone();
-            async move {
-                control.authorize(&req)?;
-                let shop = req.param("shop").unwrap_or_default().to_string();
-                let stream = parse_stream(req.param("stream").unwrap_or_default())?;
-                if !control.board.contains(&shop, stream) {
-                    return Err(ApiError::NotFound(format!(
-                        "no stream {} is configured for shop {shop:?}",
-                        stream.as_str()
-                    )));
-                }
-                let outcome = control.trigger(&shop, stream).await?;
-                let status = match outcome {
-                    TriggerOutcome::Started => StatusCode::ACCEPTED,
-                    TriggerOutcome::AlreadyRunning => {
-                        return Err(ApiError::Conflict(format!(
-                            "a {} run of {shop} is already in progress",
-                            stream.as_str()
-                        )))
-                    }
-                };
-                json_response(
-                    status,
-                    "application/json",
-                    &TriggerDoc {
-                        shop,
-                        results: vec![TriggerResult {
-                            stream,
-                            outcome: "started",
-                        }],
-                    },
-                )
-            }
+            async move { control.trigger_stream(&req).await }
         })
         .route(Method::POST, "/sync/{shop}", move |req: Req| {
             let control = all.clone();
-            async move {
-                control.authorize(&req)?;
-                let shop = req.param("shop").unwrap_or_default().to_string();
-                let streams = control.board.streams_of(&shop);
-                if streams.is_empty() {
-                    return Err(ApiError::NotFound(format!(
-                        "no shop named {shop:?} is configured"
-                    )));
-                }
-                let mut results = Vec::new();
-                for stream in streams {
-                    let outcome = match control.trigger(&shop, stream).await? {
-                        TriggerOutcome::Started => "started",
-                        TriggerOutcome::AlreadyRunning => "already_running",
-                    };
-                    results.push(TriggerResult { stream, outcome });
-                }
-                if results.iter().all(|r| r.outcome == "already_running") {
-                    return Err(ApiError::Conflict(format!(
-                        "every stream of {shop} is already running"
-                    )));
-                }
-                json_response(
-                    StatusCode::ACCEPTED,
-                    "application/json",
-                    &TriggerDoc { shop, results },
-                )
-            }
+            async move { control.trigger_shop(&req).await }
         })
+}
+
+/// `GET /status`: every stream as the board sees it.
+fn status_doc(board: &SyncBoard) -> HandlerResult {
+    let doc = StatusDoc {
+        generated_at: chrono::Utc::now(),
+        streams: board.views(),
+    };
+    json_response(StatusCode::OK, "application/json", &doc)
 }
 
 fn parse_stream(text: &str) -> Result<Stream, ApiError> {
@@ -135,13 +75,73 @@ fn parse_stream(text: &str) -> Result<Stream, ApiError> {
         .into_iter()
         .find(|s| s.as_str() == text)
         .ok_or_else(|| {
+            let known: Vec<&str> = Stream::ALL.iter().map(|s| s.as_str()).collect();
             ApiError::NotFound(format!(
-                "unknown stream {text:?}; expected orders, products or aftersales"
+                "unknown stream {text:?}; expected one of {}",
+                known.join(", ")
             ))
         })
 }
 
 impl SyncControl {
+    /// `POST /sync/{shop}/{stream}`: 202 started, 409 already running.
+    async fn trigger_stream(&self, req: &Req) -> HandlerResult {
+        self.authorize(req)?;
+        let shop = req.param("shop").unwrap_or_default().to_string();
+        let stream = parse_stream(req.param("stream").unwrap_or_default())?;
+        if !self.board.contains(&shop, stream) {
+            return Err(ApiError::NotFound(format!(
+                "no stream {} is configured for shop {shop:?}",
+                stream.as_str()
+            )));
+        }
+        if self.trigger(&shop, stream).await? == TriggerOutcome::AlreadyRunning {
+            return Err(ApiError::Conflict(format!(
+                "a {} run of {shop} is already in progress",
+                stream.as_str()
+            )));
+        }
+        let results = vec![TriggerResult {
+            stream,
+            outcome: "started",
+        }];
+        json_response(
+            StatusCode::ACCEPTED,
+            "application/json",
+            &TriggerDoc { shop, results },
+        )
+    }
+
+    /// `POST /sync/{shop}`: every stream of the shop; 409 only when all were already running.
+    async fn trigger_shop(&self, req: &Req) -> HandlerResult {
+        self.authorize(req)?;
+        let shop = req.param("shop").unwrap_or_default().to_string();
+        let streams = self.board.streams_of(&shop);
+        if streams.is_empty() {
+            return Err(ApiError::NotFound(format!(
+                "no shop named {shop:?} is configured"
+            )));
+        }
+        let mut results = Vec::new();
+        for stream in streams {
+            let outcome = match self.trigger(&shop, stream).await? {
+                TriggerOutcome::Started => "started",
+                TriggerOutcome::AlreadyRunning => "already_running",
+            };
+            results.push(TriggerResult { stream, outcome });
+        }
+        if results.iter().all(|r| r.outcome == "already_running") {
+            return Err(ApiError::Conflict(format!(
+                "every stream of {shop} is already running"
+            )));
+        }
+        json_response(
+            StatusCode::ACCEPTED,
+            "application/json",
+            &TriggerDoc { shop, results },
+        )
+    }
+
     fn authorize(&self, req: &Req) -> Result<(), ApiError> {
         let Some(expected) = &self.admin_token else {
             return Err(ApiError::Forbidden(
