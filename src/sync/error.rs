@@ -29,8 +29,6 @@ pub enum SyncError {
     TaskTimeout(std::time::Duration),
     #[error("the run was cancelled: {0}")]
     Cancelled(&'static str),
-    #[error("the Temu client is not available: {0}")]
-    ClientUnavailable(String),
 }
 
 impl SyncError {
@@ -42,9 +40,7 @@ impl SyncError {
                     FailureKind::Retry
                 }
             },
-            SyncError::Db(_) | SyncError::Record(_) | SyncError::ClientUnavailable(_) => {
-                FailureKind::Retry
-            }
+            SyncError::Db(_) | SyncError::Record(_) => FailureKind::Retry,
             SyncError::LeaseLost | SyncError::TaskTimeout(_) | SyncError::Cancelled(_) => {
                 FailureKind::Cancelled
             }
@@ -65,7 +61,6 @@ impl SyncError {
             SyncError::LeaseLost => "lease_lost",
             SyncError::TaskTimeout(_) => "task_timeout",
             SyncError::Cancelled(_) => "cancelled",
-            SyncError::ClientUnavailable(_) => "client_unavailable",
         }
     }
 }
