@@ -152,6 +152,15 @@ impl RunLedger for MemoryLedger {
                 took_over_from,
             })
         };
+        // As in PostgreSQL: the dead owner's unfinished runs of the pair are abandoned.
+        if let Some(dead) = lease.as_ref().and_then(|l| l.took_over_from.clone()) {
+            for run in state.runs.iter_mut() {
+                let of_pair = run.shop_id == shop_id && run.stream == stream;
+                if of_pair && run.owner == dead && run.status == RunStatus::Running {
+                    run.status = RunStatus::Abandoned;
+                }
+            }
+        }
         Box::pin(async move { Ok(lease) })
     }
 
@@ -209,7 +218,9 @@ impl RunLedger for MemoryLedger {
         end: RunEnd,
     ) -> BoxFuture<'_, Result<(), SyncError>> {
         let mut state = self.state.lock();
-        if let Some(run) = state.runs.iter_mut().find(|r| r.id == run_id) {
+        // A run finishes once: an abandoned run keeps its outcome.
+        let running = |r: &&mut RecordedRun| r.id == run_id && r.status == RunStatus::Running;
+        if let Some(run) = state.runs.iter_mut().find(running) {
             run.status = end.status;
             run.class = end.class;
             run.message = end.message.clone();

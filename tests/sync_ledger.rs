@@ -1,0 +1,200 @@
+//! The run ledger in PostgreSQL (`PgLedger`), two daemons on one real database: the lease
+//! contract the scheduler's in-memory ledger stands in for — held elsewhere, released, taken over
+//! after expiry (the dead owner's run abandoned, its heartbeat refused), parked and un-parked.
+
+use std::time::Duration;
+
+use temu_sync::config::{DatabaseConfig, Stream};
+use temu_sync::db::{migrate, Database};
+use temu_sync::store::RunStatus;
+use temu_sync::sync::progress::ProgressSnapshot;
+use temu_sync::sync::run::{PgLedger, RunEnd, RunLedger};
+use temu_sync::testkit::TestDatabase;
+
+const TTL: Duration = Duration::from_secs(60);
+
+async fn database(prefix: &str) -> (TestDatabase, Database) {
+    let test_db = TestDatabase::create(prefix).await.expect("test database");
+    let cfg = DatabaseConfig {
+        url: test_db.url(),
+        pool_size: 2,
+        max_overflow: 2,
+        pool_timeout: Duration::from_secs(5),
+        statement_timeout: Duration::from_secs(10),
+        ..DatabaseConfig::default()
+    };
+    let db = Database::new(cfg).expect("valid config");
+    migrate::run_pending(db.connector())
+        .await
+        .expect("migrations apply");
+    db.rebuild_pool();
+    (test_db, db)
+}
+
+fn ledgers(db: &Database) -> (PgLedger, PgLedger) {
+    let deadline = Duration::from_secs(10);
+    (
+        PgLedger::new(db.clone(), "daemon-a", deadline),
+        PgLedger::new(db.clone(), "daemon-b", deadline),
+    )
+}
+
+fn end(status: RunStatus, class: Option<&'static str>, parked: bool) -> RunEnd {
+    RunEnd {
+        status,
+        class,
+        message: class.map(|c| format!("scripted {c}")),
+        parked,
+        progress: ProgressSnapshot {
+            pages: 3,
+            records_seen: 250,
+            inserted: 200,
+            updated: 50,
+            ..ProgressSnapshot::default()
+        },
+    }
+}
+
+async fn run_status(test_db: &TestDatabase, run_id: i64) -> (String, i32) {
+    let (client, conn) = tokio_postgres::connect(&test_db.url(), tokio_postgres::NoTls)
+        .await
+        .expect("connect");
+    tokio::spawn(conn);
+    let row = client
+        .query_one(
+            "SELECT status, pages FROM sync_runs WHERE id = $1",
+            &[&run_id],
+        )
+        .await
+        .expect("the run row");
+    (row.get(0), row.get(1))
+}
+
+#[tokio::test]
+async fn a_lease_is_exclusive_until_released() {
+    let (_test_db, db) = database("ledger_exclusive").await;
+    let (a, b) = ledgers(&db);
+    let shop = a.ensure_shop("shop-a", "us", None).await.expect("shop");
+    assert_eq!(
+        b.ensure_shop("shop-a", "us", None).await.expect("shop"),
+        shop
+    );
+
+    let lease = a.take_lease(shop, Stream::Orders, TTL).await.expect("take");
+    assert!(lease.is_some_and(|l| l.took_over_from.is_none() && l.cursor.is_none()));
+    assert!(
+        b.take_lease(shop, Stream::Orders, TTL)
+            .await
+            .expect("take")
+            .is_none(),
+        "held by daemon-a"
+    );
+    assert!(
+        b.take_lease(shop, Stream::Products, TTL)
+            .await
+            .expect("take")
+            .is_some(),
+        "another stream of the same shop is free"
+    );
+    a.release(shop, Stream::Orders).await.expect("release");
+    let lease = b.take_lease(shop, Stream::Orders, TTL).await.expect("take");
+    assert!(
+        lease.is_some_and(|l| l.took_over_from.is_none()),
+        "released, not taken over"
+    );
+}
+
+#[tokio::test]
+async fn an_expired_lease_is_taken_over_and_the_dead_owners_run_abandoned() {
+    let (test_db, db) = database("ledger_takeover").await;
+    let (a, b) = ledgers(&db);
+    let shop = a.ensure_shop("shop-a", "us", None).await.expect("shop");
+    let short = Duration::from_millis(300);
+    assert!(a
+        .take_lease(shop, Stream::Orders, short)
+        .await
+        .expect("take")
+        .is_some());
+    let dead_run = a
+        .start_run(shop, Stream::Orders, None)
+        .await
+        .expect("start");
+
+    // The lease is judged on the database's clock: wait until it has expired there.
+    let mut taken = None;
+    for _ in 0..100 {
+        taken = b.take_lease(shop, Stream::Orders, TTL).await.expect("take");
+        if taken.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let lease = taken.expect("taken over within 10 s of a 300 ms lease");
+    assert_eq!(lease.took_over_from.as_deref(), Some("daemon-a"));
+    assert_eq!(run_status(&test_db, dead_run).await.0, "abandoned");
+    let p = ProgressSnapshot::default();
+    assert!(
+        !a.heartbeat(shop, Stream::Orders, dead_run, TTL, p)
+            .await
+            .expect("heartbeat"),
+        "the old owner's heartbeat learns that its lease is gone"
+    );
+    // Finishing the abandoned run later does not overwrite its outcome.
+    let late = end(RunStatus::Succeeded, None, false);
+    a.finish_run(shop, Stream::Orders, dead_run, late)
+        .await
+        .expect("finish");
+    assert_eq!(run_status(&test_db, dead_run).await.0, "abandoned");
+}
+
+#[tokio::test]
+async fn a_fatal_end_parks_the_stream_and_a_success_unparks_it() {
+    let (test_db, db) = database("ledger_park").await;
+    let (a, _) = ledgers(&db);
+    let shop = a.ensure_shop("shop-a", "us", None).await.expect("shop");
+    assert!(a
+        .take_lease(shop, Stream::Orders, TTL)
+        .await
+        .expect("take")
+        .is_some());
+    let run = a
+        .start_run(shop, Stream::Orders, None)
+        .await
+        .expect("start");
+    assert!(a
+        .heartbeat(
+            shop,
+            Stream::Orders,
+            run,
+            TTL,
+            end(RunStatus::Running, None, false).progress
+        )
+        .await
+        .expect("heartbeat"));
+    assert_eq!(run_status(&test_db, run).await, ("running".to_string(), 3));
+    let fatal = end(RunStatus::Failed, Some("temu_fatal"), true);
+    a.finish_run(shop, Stream::Orders, run, fatal)
+        .await
+        .expect("finish");
+    a.release(shop, Stream::Orders).await.expect("release");
+
+    let lease = a.take_lease(shop, Stream::Orders, TTL).await.expect("take");
+    let parked = lease.and_then(|l| l.parked_reason);
+    assert_eq!(parked.as_deref(), Some("scripted temu_fatal"));
+    let run = a
+        .start_run(shop, Stream::Orders, None)
+        .await
+        .expect("start");
+    let ok = end(RunStatus::Succeeded, None, false);
+    a.finish_run(shop, Stream::Orders, run, ok)
+        .await
+        .expect("finish");
+    a.release(shop, Stream::Orders).await.expect("release");
+    let lease = a.take_lease(shop, Stream::Orders, TTL).await.expect("take");
+    assert_eq!(
+        lease.and_then(|l| l.parked_reason),
+        None,
+        "un-parked by success"
+    );
+    assert_eq!(run_status(&test_db, run).await.0, "succeeded");
+}
