@@ -17,7 +17,6 @@ use temu_sync::http::{serve, HttpContext, Liveness};
 use temu_sync::metrics::{Metrics, RunResult};
 use temu_sync::sim::{Fault, SimConfig, Simulator};
 use temu_sync::temu::model::OrderListRequest;
-use temu_sync::temu::{Observers, TemuClient};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -140,17 +139,7 @@ async fn metrics_endpoint_serves_every_documented_series() {
     let sim_cfg = SimConfig::demo(41, 1, 20);
     let sim = Simulator::start(sim_cfg.clone()).await.expect("simulator");
     let (apps, shops) = configs_for(&sim, &sim_cfg);
-    let client = TemuClient::build(
-        &fast_temu_config(),
-        &apps,
-        &shops,
-        fast_tuning(),
-        Observers {
-            health: Some(health.clone()),
-            metrics: Some(metrics.clone()),
-        },
-    )
-    .expect("client");
+    let client = observed_client(&apps, &shops, observed_by_both(&health, &metrics));
     let shop0 = client.shop("shop-0").expect("shop-0 is configured");
     let page = OrderListRequest {
         page_number: 1,

@@ -16,9 +16,7 @@ use temu_sync::sim::{Fault, FaultConfig, Latency, SimConfig, Simulator};
 use temu_sync::temu::client::{HEALTH_CIRCUIT, HEALTH_TOKENS};
 use temu_sync::temu::model::*;
 use temu_sync::temu::sign::Params;
-use temu_sync::temu::{
-    CircuitState, ErrorClass, Observers, TemuClient, TemuError, TokenState, TransportKind,
-};
+use temu_sync::temu::{CircuitState, ErrorClass, TemuClient, TemuError, TokenState, TransportKind};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn page(n: u32) -> OrderListRequest {
@@ -299,16 +297,7 @@ async fn fatal_errors_are_not_retried_and_say_what_to_fix() {
     let (apps, shops) = configs_for(&sim, &cfg);
     let url = sim.router_url();
     let health = Health::new("test");
-    let mk = |apps: Vec<_>, shops: Vec<_>| {
-        TemuClient::build(
-            &fast_temu_config(),
-            &apps,
-            &shops,
-            fast_tuning(),
-            observed_by(&health),
-        )
-        .unwrap()
-    };
+    let mk = |apps: Vec<_>, shops: Vec<_>| observed_client(&apps, &shops, observed_by(&health));
     let check = |client: &TemuClient, shop: &str, code: i64, hint: &str| {
         let client = client.clone();
         let shop = shop.to_string();
@@ -759,14 +748,7 @@ async fn token_check_reports_expiry_scopes_and_warns_within_14_days() {
     let sim = Simulator::start(cfg.clone()).await.unwrap();
     let (apps, shops) = configs_for(&sim, &cfg);
     let health = Health::new("test");
-    let client = TemuClient::build(
-        &fast_temu_config(),
-        &apps,
-        &shops,
-        fast_tuning(),
-        observed_by(&health),
-    )
-    .unwrap();
+    let client = observed_client(&apps, &shops, observed_by(&health));
     let reports = client.check_tokens().await;
     let by_shop: std::collections::BTreeMap<_, _> =
         reports.iter().map(|r| (r.shop.as_str(), r)).collect();
@@ -793,17 +775,7 @@ async fn shops_are_resolved_once_in_config_order_and_show_no_secret() {
     shops[0].streams = vec![Stream::Orders];
     let metrics = Metrics::new();
     let health = Health::new("test");
-    let client = TemuClient::build(
-        &fast_temu_config(),
-        &apps,
-        &shops,
-        fast_tuning(),
-        Observers {
-            health: Some(health.clone()),
-            metrics: Some(metrics.clone()),
-        },
-    )
-    .unwrap();
+    let client = observed_client(&apps, &shops, observed_by_both(&health, &metrics));
     let names: Vec<&str> = client.shops().iter().map(|s| s.name()).collect();
     assert_eq!(names, ["shop-2", "shop-1", "shop-0"], "configuration order");
     let first = &client.shops()[0];

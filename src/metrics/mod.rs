@@ -1,7 +1,8 @@
 //! Prometheus metrics: the registry, the recording API the other parts call, and the text served
 //! at `GET /metrics`.
 //!
-//! Owns: every series name, its help text, label set and histogram buckets ([`Metrics`]). Event
+//! Owns: every series — its name and help text ([`names`]), label set and histogram buckets
+//! ([`Metrics`]). Event
 //! series (sync runs, API attempts, checkout waits) are recorded by their producers through the
 //! methods below, and so are the typed state gauges of the Temu client (circuit state, token
 //! expiry: set by the client whenever it publishes that state). The other state series (pool
@@ -16,49 +17,26 @@
 //! globally: each [`Metrics`] owns its own, so tests in one process stay independent.
 //!
 //! Must not: import the parts it measures (they call in with typed values; nothing is parsed
-//! back out of `/health`), or put an unbounded value in a label — labels are shop and stream names (from the
-//! configuration), API names, outcome and error-code classes, actor and check names, router URLs
-//! without credentials. Never an order id, a request id, a token or an error message.
+//! back out of `/health`), or put an unbounded value in a label — labels are shop and stream
+//! names (from the configuration), API names, outcome and error-code classes, actor and check
+//! names, router URLs without credentials. Never an order id, a request id, a token or an error
+//! message.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use chrono::{DateTime, Utc};
-use metrics::{Key, Label, Level, Metadata, Recorder, SharedString, Unit};
+use metrics::{Key, Label, Level, Metadata, Recorder, SharedString};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusRecorder};
 
 use crate::health::{Health, Status};
 
+pub mod names;
+
+use names::Kind;
+
 /// `Content-Type` of the text exposition format.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
-
-/// Series names (all prefixed `temu_sync_`).
-pub mod names {
-    pub const BUILD_INFO: &str = "temu_sync_build_info";
-    pub const START_TIME: &str = "temu_sync_start_time_seconds";
-    pub const SYNC_RUNS: &str = "temu_sync_sync_runs_total";
-    pub const SYNC_RECORDS: &str = "temu_sync_sync_records_total";
-    pub const SYNC_PAGES: &str = "temu_sync_sync_pages_total";
-    pub const SYNC_RUN_DURATION: &str = "temu_sync_sync_run_duration_seconds";
-    pub const SYNC_LAG: &str = "temu_sync_sync_lag_seconds";
-    pub const SYNC_LAST_SUCCESS: &str = "temu_sync_sync_last_success_timestamp_seconds";
-    pub const API_DURATION: &str = "temu_sync_api_request_duration_seconds";
-    pub const API_ERRORS: &str = "temu_sync_api_errors_total";
-    pub const API_RETRIES: &str = "temu_sync_api_retries_total";
-    pub const API_RATE_LIMIT_WAIT: &str = "temu_sync_api_rate_limit_wait_seconds";
-    pub const API_CIRCUIT_STATE: &str = "temu_sync_api_circuit_state";
-    pub const TOKEN_EXPIRY: &str = "temu_sync_token_expiry_timestamp_seconds";
-    pub const DB_UP: &str = "temu_sync_db_up";
-    pub const DB_POOL_CONNECTIONS: &str = "temu_sync_db_pool_connections";
-    pub const DB_POOL_MAX: &str = "temu_sync_db_pool_max_connections";
-    pub const DB_POOL_WAITING: &str = "temu_sync_db_pool_waiting";
-    pub const DB_CHECKOUT_WAIT: &str = "temu_sync_db_checkout_wait_seconds";
-    pub const DB_CHECKOUT_TIMEOUTS: &str = "temu_sync_db_checkout_timeouts_total";
-    pub const DB_BROKEN: &str = "temu_sync_db_broken_connections_total";
-    pub const ACTOR_RESTARTS: &str = "temu_sync_actor_restarts_total";
-    pub const HEALTH_STATUS: &str = "temu_sync_health_status";
-    pub const HEALTH_CHECK_STATUS: &str = "temu_sync_health_check_status";
-}
 
 /// How a sync run ended (the `outcome` label of `temu_sync_sync_runs_total`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -212,111 +190,15 @@ impl Metrics {
     }
 
     fn describe_all(&self) {
-        use names::*;
         let r = &self.inner.recorder;
-        let c = |name: &'static str, unit: Option<Unit>, help: &'static str| {
-            r.describe_counter(name.into(), unit, SharedString::const_str(help))
-        };
-        c(SYNC_RUNS, None, "Sync runs finished, by shop, stream and outcome (success, failure, timeout, cancelled).");
-        c(
-            SYNC_RECORDS,
-            None,
-            "Records written by sync runs, by shop, stream and action (inserted, updated).",
-        );
-        c(
-            SYNC_PAGES,
-            None,
-            "API pages fetched by sync runs, by shop and stream.",
-        );
-        c(API_ERRORS, None, "Failed Temu API attempts, by API type and error code (Temu code, http_<status>, transport_<kind>, decode, circuit_open, pool_timeout).");
-        c(
-            API_RETRIES,
-            None,
-            "Temu API attempts retried after a retryable error, by API type.",
-        );
-        c(
-            DB_CHECKOUT_TIMEOUTS,
-            None,
-            "Database checkouts that gave up after database.pool_timeout.",
-        );
-        c(
-            DB_BROKEN,
-            None,
-            "Database connections closed because they were broken or left inside a transaction.",
-        );
-        c(
-            ACTOR_RESTARTS,
-            None,
-            "Restarts of each supervised actor since the daemon started.",
-        );
-        let g = |name: &'static str, unit: Option<Unit>, help: &'static str| {
-            r.describe_gauge(name.into(), unit, SharedString::const_str(help))
-        };
-        g(
-            BUILD_INFO,
-            None,
-            "Always 1; the version label says which build runs.",
-        );
-        g(
-            START_TIME,
-            Some(Unit::Seconds),
-            "When the daemon started, in seconds since the Unix epoch.",
-        );
-        g(SYNC_LAG, Some(Unit::Seconds), "How far the stored data lags behind Temu for a shop and stream (now minus the newest synced change).");
-        g(SYNC_LAST_SUCCESS, Some(Unit::Seconds), "When the last successful run of a shop and stream finished, in seconds since the Unix epoch.");
-        g(
-            API_CIRCUIT_STATE,
-            None,
-            "Circuit breaker per Temu router: 0 closed, 1 half-open, 2 open.",
-        );
-        g(TOKEN_EXPIRY, Some(Unit::Seconds), "When each shop's access token expires, in seconds since the Unix epoch (absent until checked).");
-        g(
-            DB_UP,
-            None,
-            "1 when the last database ping succeeded, else 0.",
-        );
-        g(
-            DB_POOL_CONNECTIONS,
-            None,
-            "Open pooled database connections by state (idle, in_use).",
-        );
-        g(
-            DB_POOL_MAX,
-            None,
-            "Largest number of pooled connections (pool_size + max_overflow).",
-        );
-        g(
-            DB_POOL_WAITING,
-            None,
-            "Callers waiting for a pooled database connection right now.",
-        );
-        g(
-            HEALTH_STATUS,
-            None,
-            "Overall health as on /health: 0 pass, 1 warn, 2 fail.",
-        );
-        g(
-            HEALTH_CHECK_STATUS,
-            None,
-            "Each health check and component: 0 pass, 1 warn, 2 fail.",
-        );
-        let h = |name: &'static str, help: &'static str| {
-            r.describe_histogram(
-                name.into(),
-                Some(Unit::Seconds),
-                SharedString::const_str(help),
-            )
-        };
-        h(
-            SYNC_RUN_DURATION,
-            "Duration of sync runs, by shop and stream.",
-        );
-        h(API_DURATION, "Duration of Temu API attempts, by API type and outcome (ok, api_error, http_error, transport, decode, rejected).");
-        h(API_RATE_LIMIT_WAIT, "Waits for an app's QPS budget before a Temu API attempt, by shop (only attempts that waited).");
-        h(
-            DB_CHECKOUT_WAIT,
-            "Time spent waiting for a pooled database connection.",
-        );
+        for series in names::CATALOGUE {
+            let (name, help) = (series.name.into(), SharedString::const_str(series.help));
+            match series.kind {
+                Kind::Counter => r.describe_counter(name, series.unit, help),
+                Kind::Gauge => r.describe_gauge(name, series.unit, help),
+                Kind::Histogram => r.describe_histogram(name, series.unit, help),
+            }
+        }
     }
 
     fn counter_add(&self, name: &'static str, pairs: &[(&'static str, &str)], n: u64) {

@@ -101,11 +101,11 @@ pub enum TemuError {
         attempts: u32,
         last: Option<Box<TemuError>>,
     },
-    /// Configuration problem found by the client (unknown shop, bad proxy URL, …).
+    /// Configuration problem found by the client (unknown app, bad proxy URL, …).
     #[error("temu client configuration: {0}")]
     Config(String),
-    /// The Temu actor is not running (restarting); look it up again and retry.
-    #[error("temu actor unavailable: {0}")]
+    /// The client cannot take the call (its connection slots are closed).
+    #[error("temu client unavailable: {0}")]
     Unavailable(String),
 }
 

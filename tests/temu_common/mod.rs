@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use temu_sync::config::{AppConfig, Secret, ShopConfig, TemuConfig};
 use temu_sync::health::Health;
+use temu_sync::metrics::Metrics;
 use temu_sync::sim::{SimConfig, SimHandle, Simulator};
 use temu_sync::temu::{ClientTuning, Observers, TemuClient, TemuShop};
 
@@ -120,6 +121,23 @@ pub fn observed_by(health: &Health) -> Observers {
         health: Some(health.clone()),
         metrics: None,
     }
+}
+
+/// Observers as in the daemon: `health` and `metrics`.
+pub fn observed_by_both(health: &Health, metrics: &Metrics) -> Observers {
+    Observers {
+        health: Some(health.clone()),
+        metrics: Some(metrics.clone()),
+    }
+}
+
+/// A client with the fast test configuration and tuning, watched by `observers`.
+pub fn observed_client(
+    apps: &[AppConfig],
+    shops: &[ShopConfig],
+    observers: Observers,
+) -> TemuClient {
+    TemuClient::build(&fast_temu_config(), apps, shops, fast_tuning(), observers).unwrap()
 }
 
 /// The client's shop `name` (tests resolve a shop once, then pass the value on every call).

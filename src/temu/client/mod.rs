@@ -6,9 +6,9 @@
 //! construction). Built once per process and handed out as clones (the Temu actor and every sync
 //! actor share one), so there is never a second limiter for an app_key.
 //!
-//! The parts, one concern each: [`build`] (the HTTP client, shop table, limiters, breakers),
-//! [`attempt`] (one signed request and how its answer is classified), [`call`] (the retry loop
-//! under one deadline), [`tokens`] (token checks) and [`observe`] (metrics and health).
+//! The parts, one concern each: `build` (the HTTP client, shop table, limiters, breakers),
+//! `attempt` (one signed request and how its answer is classified), `call` (the retry loop
+//! under one deadline), `tokens` (token checks) and `observe` (metrics and health).
 //!
 //! Order of one attempt: breaker permit (fail fast when open) → connection slot (waiting at most
 //! `pool_timeout`) → rate-limit token (so a request is sent when it is counted, never bunched after
@@ -116,8 +116,9 @@ impl TemuClient {
     }
 
     /// The client with everything it needs: `observers` receive breaker and token state (health)
-    /// and API metrics from the first call on. Fails when the configuration cannot work (see
-    /// [`build`]'s checks).
+    /// and API metrics from the first call on. Fails with [`TemuError::Config`] when the
+    /// configuration cannot work: an unusable proxy, a shop naming an unknown app or given twice,
+    /// a bad router URL, an app with qps 0.
     pub fn build(
         cfg: &TemuConfig,
         apps: &[AppConfig],
