@@ -1,6 +1,7 @@
-//! Shared by the proptest fuzz targets: how many cases to run (`FUZZ_CASES`, default 3 000) and a
-//! runner that prints how many executions took how long (the figures in docs/RELIABILITY.md).
-#![allow(dead_code)]
+//! Shared by the proptest fuzz targets: how many cases to run (`FUZZ_CASES`, default 3 000), a
+//! runner that prints how many executions took how long (the figures in docs/RELIABILITY.md),
+//! and the turn that keeps the CPU-bound targets off the machine while the HTTP target measures
+//! answer times, RSS and descriptors of the real daemon.
 
 use std::time::Instant;
 
@@ -14,7 +15,18 @@ pub fn cases() -> u32 {
         .unwrap_or(3000)
 }
 
+/// Shared by the CPU-bound targets (they may run side by side), taken alone by the HTTP target:
+/// before the targets shared one binary they never overlapped it. A tokio lock, so the async
+/// HTTP target can hold it across awaits; it does not poison when a holder panics.
+static MACHINE: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
+
+/// The machine to oneself (no CPU-bound target runs meanwhile), as long as the guard lives.
+pub async fn alone() -> tokio::sync::RwLockWriteGuard<'static, ()> {
+    MACHINE.write().await
+}
+
 /// Runs `test` on `cases()` values of `strategy`; panics with the shrunk failure, if any.
+/// Waits while the HTTP target has the machine to itself.
 pub fn run<S: Strategy>(
     name: &str,
     strategy: S,
@@ -22,6 +34,7 @@ pub fn run<S: Strategy>(
 ) where
     S::Value: std::fmt::Debug,
 {
+    let _shared = MACHINE.blocking_read();
     let n = cases();
     let mut runner = TestRunner::new(Config {
         cases: n,

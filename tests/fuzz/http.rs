@@ -6,18 +6,14 @@
 //!
 //! `FUZZ_CASES` (default 3000) sets the number of random requests.
 
-mod sync_common;
-
-mod fuzz_common;
-
-use fuzz_common::cases;
+use crate::common::{alone, cases};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
+use crate::sync_common::*;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
-use sync_common::*;
 use temu_sync::sim::SimConfig;
 use temu_sync::testkit::TestDatabase;
 
@@ -172,6 +168,7 @@ fn request() -> impl Strategy<Value = Vec<u8>> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn raw_requests_against_the_real_daemon() {
+    let _alone = alone().await;
     let db = TestDatabase::reserve("fuzz_http").expect("test database");
     let sim = Sim::start(SimConfig::demo(3, 1, 20)).await;
     let mut opts = options(&db, &sim);
