@@ -90,14 +90,14 @@ struct Sample {
 }
 
 /// The soak's world: two shops × 2000 orders, mutations and ~5.5 % API faults, the database
-/// behind the fault proxy.
+/// behind the fault proxy. Fields drop in order: the daemon before what it uses.
 struct Soak {
-    db: TestDatabase,
-    sim: Sim,
-    proxy: FaultProxy,
-    daemon: Daemon,
-    client: tokio_postgres::Client,
     http: reqwest::Client,
+    client: tokio_postgres::Client,
+    daemon: Daemon,
+    proxy: FaultProxy,
+    sim: Sim,
+    db: TestDatabase,
 }
 
 fn soak_faults() -> FaultConfig {
@@ -137,12 +137,12 @@ impl Soak {
             .expect("daemon migrated the database");
         let http = reqwest::Client::new();
         Self {
-            db,
-            sim,
-            proxy,
-            daemon,
-            client,
             http,
+            client,
+            daemon,
+            proxy,
+            sim,
+            db,
         }
     }
 

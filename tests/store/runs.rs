@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use chrono::Utc;
 use diesel::sql_types::{BigInt, Text};
-use diesel_async::RunQueryDsl;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use temu_sync::store::*;
 
 use crate::fixtures::{count, database, ts, TTL};
@@ -74,48 +74,7 @@ async fn stream_status_joins_state_shop_and_last_run() {
     let mut conn = db.checkout("test").await.unwrap();
     let us = ensure_shop(&mut conn, "us-main", "us").await.unwrap();
     let eu = ensure_shop(&mut conn, "eu-main", "eu").await.unwrap();
-
-    try_acquire_lease(&mut conn, us, "orders", "daemon-a", TTL)
-        .await
-        .unwrap()
-        .unwrap();
-    advance_cursor(&mut conn, us, "orders", "daemon-a", ts(5_000))
-        .await
-        .unwrap();
-    let old = start_run(&mut conn, us, "orders", "daemon-a", None)
-        .await
-        .unwrap();
-    finish_run(
-        &mut conn,
-        old,
-        RunStatus::Failed,
-        Some("retryable"),
-        Some("boom"),
-    )
-    .await
-    .unwrap();
-    let run = start_run(
-        &mut conn,
-        us,
-        "orders",
-        "daemon-a",
-        Some((ts(4_000), ts(6_000))),
-    )
-    .await
-    .unwrap();
-    update_run_progress(&mut conn, run, 3, 250, 200, 50)
-        .await
-        .unwrap();
-    record_failure(&mut conn, us, "orders", "retryable", "HTTP 503")
-        .await
-        .unwrap();
-    record_success(&mut conn, us, "orders").await.unwrap();
-    record_failure(&mut conn, us, "orders", "fatal", "token expired\u{0}")
-        .await
-        .unwrap();
-    park(&mut conn, eu, "products", "re-authorize the shop")
-        .await
-        .unwrap();
+    let run = orders_history_and_a_parked_stream(&mut conn, us, eu).await;
 
     let status = stream_status(&mut conn).await.unwrap();
     assert_eq!(status.len(), 2);
@@ -162,4 +121,46 @@ async fn stream_status_joins_state_shop_and_last_run() {
     let last = status[1].last_run.as_ref().unwrap();
     assert_eq!(last.status, RunStatus::Succeeded);
     assert!(last.finished_at.is_some());
+}
+
+/// us-main's orders: leased by daemon-a, cursor at 5 000, a failed run, then a running one with
+/// progress, and failures around a success (the last one fatal); eu-main's products parked.
+/// The running run's id.
+async fn orders_history_and_a_parked_stream(conn: &mut AsyncPgConnection, us: i64, eu: i64) -> i64 {
+    try_acquire_lease(conn, us, "orders", "daemon-a", TTL)
+        .await
+        .unwrap()
+        .unwrap();
+    advance_cursor(conn, us, "orders", "daemon-a", ts(5_000))
+        .await
+        .unwrap();
+    let old = start_run(conn, us, "orders", "daemon-a", None)
+        .await
+        .unwrap();
+    finish_run(
+        conn,
+        old,
+        RunStatus::Failed,
+        Some("retryable"),
+        Some("boom"),
+    )
+    .await
+    .unwrap();
+    let run = start_run(conn, us, "orders", "daemon-a", Some((ts(4_000), ts(6_000))))
+        .await
+        .unwrap();
+    update_run_progress(conn, run, 3, 250, 200, 50)
+        .await
+        .unwrap();
+    record_failure(conn, us, "orders", "retryable", "HTTP 503")
+        .await
+        .unwrap();
+    record_success(conn, us, "orders").await.unwrap();
+    record_failure(conn, us, "orders", "fatal", "token expired\u{0}")
+        .await
+        .unwrap();
+    park(conn, eu, "products", "re-authorize the shop")
+        .await
+        .unwrap();
+    run
 }
