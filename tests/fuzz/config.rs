@@ -5,9 +5,7 @@
 //!
 //! `FUZZ_CASES` (default 3000) sets the number of cases per target.
 
-mod fuzz_common;
-
-use fuzz_common::run;
+use crate::common::run;
 
 use proptest::prelude::*;
 use temu_sync::config::{Config, ConfigError};

@@ -6,9 +6,7 @@
 //! `FUZZ_CASES` (default 3000) sets the number of cases per target; each target prints how many
 //! executions it ran and how long it took.
 
-mod fuzz_common;
-
-use fuzz_common::run;
+use crate::common::run;
 
 use proptest::prelude::*;
 use serde_json::{Map, Value};

@@ -6,18 +6,14 @@
 //!
 //! `FUZZ_CASES` (default 3000) sets the number of random requests.
 
-mod sync_common;
-
-mod fuzz_common;
-
-use fuzz_common::cases;
+use crate::common::{alone, cases};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
+use crate::sync_common::*;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
-use sync_common::*;
 use temu_sync::sim::SimConfig;
 use temu_sync::testkit::TestDatabase;
 
@@ -170,63 +166,79 @@ fn request() -> impl Strategy<Value = Vec<u8>> {
     ]
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn raw_requests_against_the_real_daemon() {
-    let db = TestDatabase::reserve("fuzz_http").expect("test database");
-    let sim = Sim::start(SimConfig::demo(3, 1, 20)).await;
-    let mut opts = options(&db, &sim);
-    opts.interval = "1h";
-    let mut daemon = Daemon::start_with_env(
-        &sim,
-        &opts,
-        &[
-            ("TEMU_SYNC__HTTP__HEADER_READ_TIMEOUT", "2s"),
-            ("TEMU_SYNC__HTTP__REQUEST_TIMEOUT", "5s"),
-            ("TEMU_SYNC__HTTP__RATE_LIMIT_PER_SECOND", "100000"),
-            ("TEMU_SYNC__HTTP__RATE_LIMIT_BURST", "100000"),
-        ],
-    );
-    let http = reqwest::Client::new();
-    let up = eventually(Duration::from_secs(30), || async {
-        http.get(daemon.url("/livez")).send().await.is_ok()
-    })
-    .await;
-    assert!(up, "daemon up\n{}", daemon.log_tail(20));
-    // Baseline once the daemon is in its steady state: database pool filled, first sync done.
-    let client = loop {
-        if let Ok((c, conn)) = tokio_postgres::connect(&db.url(), tokio_postgres::NoTls).await {
-            tokio::spawn(async move {
-                let _ = conn.await;
-            });
-            if c.query_one("SELECT count(*) FROM sync_runs", &[])
-                .await
-                .is_ok()
-            {
-                break c;
-            }
-        }
-        assert!(
-            daemon.still_running(),
-            "daemon died\n{}",
-            daemon.log_tail(20)
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
-    let t0 = chrono::DateTime::<chrono::Utc>::UNIX_EPOCH;
-    assert!(wait_for_complete_round(&client, &sim, t0, Duration::from_secs(60)).await);
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let pid = daemon.pid();
-    let addr = daemon.addr;
-    // Warm up so the baseline includes the lazily allocated parts.
-    for _ in 0..50 {
-        let _ = exchange(addr, b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n");
-    }
-    let rss0 = rss_kib(pid);
-    let fds0 = fds(pid);
+/// The daemon under test in its steady state (pool filled, first sync done, warmed up), with
+/// the database and simulator it needs (fields drop in order: the daemon before what it uses).
+struct Steady {
+    daemon: Daemon,
+    http: reqwest::Client,
+    _sim: Sim,
+    _db: TestDatabase,
+}
 
-    let n = cases();
-    let started = Instant::now();
-    let result = tokio::task::spawn_blocking(move || {
+impl Steady {
+    async fn start() -> Self {
+        let db = TestDatabase::reserve("fuzz_http").expect("test database");
+        let sim = Sim::start(SimConfig::demo(3, 1, 20)).await;
+        let mut opts = options(&db, &sim);
+        opts.interval = "1h";
+        let mut daemon = Daemon::start_with_env(
+            &sim,
+            &opts,
+            &[
+                ("TEMU_SYNC__HTTP__HEADER_READ_TIMEOUT", "2s"),
+                ("TEMU_SYNC__HTTP__REQUEST_TIMEOUT", "5s"),
+                ("TEMU_SYNC__HTTP__RATE_LIMIT_PER_SECOND", "100000"),
+                ("TEMU_SYNC__HTTP__RATE_LIMIT_BURST", "100000"),
+            ],
+        );
+        let http = reqwest::Client::new();
+        let up = eventually(Duration::from_secs(30), || async {
+            http.get(daemon.url("/livez")).send().await.is_ok()
+        })
+        .await;
+        assert!(up, "daemon up\n{}", daemon.log_tail(20));
+        // Baseline once the daemon is in its steady state: database pool filled, first sync done.
+        let client = loop {
+            if let Ok((c, conn)) = tokio_postgres::connect(&db.url(), tokio_postgres::NoTls).await {
+                tokio::spawn(async move {
+                    let _ = conn.await;
+                });
+                if c.query_one("SELECT count(*) FROM sync_runs", &[])
+                    .await
+                    .is_ok()
+                {
+                    break c;
+                }
+            }
+            assert!(
+                daemon.still_running(),
+                "daemon died\n{}",
+                daemon.log_tail(20)
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        let t0 = chrono::DateTime::<chrono::Utc>::UNIX_EPOCH;
+        assert!(wait_for_complete_round(&client, &sim, t0, Duration::from_secs(60)).await);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        // Warm up so the baseline includes the lazily allocated parts.
+        for _ in 0..50 {
+            let _ = exchange(daemon.addr, b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n");
+        }
+        Self {
+            daemon,
+            http,
+            _sim: sim,
+            _db: db,
+        }
+    }
+}
+
+/// `n` random requests, each answered with a valid status line (or a close) in time.
+async fn fuzz_requests(
+    addr: SocketAddr,
+    n: u32,
+) -> Result<(), proptest::test_runner::TestError<Vec<u8>>> {
+    tokio::task::spawn_blocking(move || {
         let mut runner = TestRunner::new(Config {
             cases: n,
             failure_persistence: None,
@@ -250,11 +262,21 @@ async fn raw_requests_against_the_real_daemon() {
         })
     })
     .await
-    .expect("fuzz thread");
-    let fuzz_time = started.elapsed();
+    .expect("fuzz thread")
+}
 
-    // Slow clients: 40 connections dribbling a header one byte per 300 ms are cut after the
-    // header read timeout, and /health answers meanwhile.
+/// What 40 slow clients met: `/health` meanwhile and its latency, and the longest a slow client
+/// was held.
+struct SlowClients {
+    health: reqwest::Result<reqwest::Response>,
+    health_latency: Duration,
+    slowest: Duration,
+}
+
+/// Slow clients: 40 connections dribbling a header one byte per 300 ms are cut after the
+/// header read timeout, and /health answers meanwhile.
+async fn slow_clients(steady: &Steady) -> SlowClients {
+    let addr = steady.daemon.addr;
     let slow = std::thread::spawn(move || {
         let mut handles = Vec::new();
         for _ in 0..40 {
@@ -280,8 +302,9 @@ async fn raw_requests_against_the_real_daemon() {
     });
     tokio::time::sleep(Duration::from_millis(500)).await;
     let t = Instant::now();
-    let health = http
-        .get(daemon.url("/health"))
+    let health = steady
+        .http
+        .get(steady.daemon.url("/health"))
         .timeout(Duration::from_secs(2))
         .send()
         .await;
@@ -289,26 +312,51 @@ async fn raw_requests_against_the_real_daemon() {
     let slowest = tokio::task::spawn_blocking(move || slow.join().unwrap_or(Duration::MAX))
         .await
         .expect("slow clients");
+    SlowClients {
+        health,
+        health_latency,
+        slowest,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn raw_requests_against_the_real_daemon() {
+    let _alone = alone().await;
+    let mut steady = Steady::start().await;
+    let pid = steady.daemon.pid();
+    let addr = steady.daemon.addr;
+    let rss0 = rss_kib(pid);
+    let fds0 = fds(pid);
+
+    let n = cases();
+    let started = Instant::now();
+    let result = fuzz_requests(addr, n).await;
+    let fuzz_time = started.elapsed();
+    let slow = slow_clients(&steady).await;
 
     // Settle, then measure.
     tokio::time::sleep(Duration::from_secs(1)).await;
     let rss1 = rss_kib(pid);
     let fds1 = fds(pid);
+    let daemon = &mut steady.daemon;
     println!(
         "fuzz http/raw-requests: {n} executions in {:.1} s; RSS {rss0} -> {rss1} KiB, fds {fds0} -> {fds1}; \
-         /health under 40 slow clients: {health_latency:?}; slowest slow client cut after {slowest:?}",
-        fuzz_time.as_secs_f64()
+         /health under 40 slow clients: {:?}; slowest slow client cut after {:?}",
+        fuzz_time.as_secs_f64(),
+        slow.health_latency,
+        slow.slowest
     );
     if let Err(e) = result {
         panic!("raw request fuzzing: {e}\n{}", daemon.log_tail(20));
     }
     assert!(
-        health.is_ok_and(|r| r.status().as_u16() < 600),
+        slow.health.is_ok_and(|r| r.status().as_u16() < 600),
         "/health answered during the slow clients"
     );
     assert!(
-        slowest < HEADER_READ_TIMEOUT + Duration::from_secs(2),
-        "a slow client was held for {slowest:?}"
+        slow.slowest < HEADER_READ_TIMEOUT + Duration::from_secs(2),
+        "a slow client was held for {:?}",
+        slow.slowest
     );
     assert!(daemon.still_running(), "the daemon survived");
     assert!(!daemon.log().contains("panicked"), "no panic");
