@@ -1,0 +1,9 @@
+//! The Temu client and the simulator against each other: signing, the envelope and every error
+//! class, retries, QPS, connection cap, breakers, proxies, token checks, redaction (`client`);
+//! the simulator's contract and the Temu actor on the one client (`sim`).
+
+mod client;
+// Shared with the `/metrics` tests (tests/ops), so it stays beside the folders.
+#[path = "../temu_common/mod.rs"]
+mod common;
+mod sim;
