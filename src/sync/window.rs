@@ -10,6 +10,16 @@
 use chrono::{DateTime, Duration as ChronoDuration, Utc};
 use std::time::Duration;
 
+/// What a run of a stream covers (each stream's entry in `streams/` says which).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WindowKind {
+    /// `[cursor − lookback, now − settle]` by update time, cut into chunks; the cursor advances
+    /// with each complete chunk (orders, after-sales).
+    UpdateTime,
+    /// Every page of the whole listing; a complete sweep marks what it did not see (products).
+    FullSweep,
+}
+
 /// A closed interval of update times, in whole seconds (the API's unit).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Window {

@@ -3,23 +3,20 @@
 //! Owns the run's protocol, in named steps:
 //! 1. [`begin`]: the shop's row, the lease in `sync_state` (or "held elsewhere"; a taken-over lease
 //!    marks the dead owner's unfinished run `abandoned`), the window, the run record;
-//! 2. [`work`]: the stream's body ([`RunBody`], from the table in `streams/`) under a heartbeat
+//! 2. [`work`]: the stream's body ([`RunBody`], an entry of the table in `streams/`) under a heartbeat
 //!    that renews the lease and writes progress (a lost lease cancels the run), bounded by
 //!    `sync.task_timeout` and cancellable at every await;
 //! 3. [`finish`]: record how it ended (and park on a fatal error), release the lease.
 //!
-//! The bodies: [`walk_chunks`] (update-time window chunk by chunk, the cursor advanced in the same
-//! transaction as each chunk's last batch — invariant 1) and [`sweep`] (the whole listing). Every
-//! database step is its own short transaction with a deadline, so cancelling the run at any await
-//! leaves the committed chunks and nothing half-written.
+//! The bodies live with the stream table (`streams/`): this module knows only the [`RunBody`]
+//! interface, so the protocol does not depend on any stream. Every database step is its own short
+//! transaction with a deadline, so cancelling the run at any await leaves the committed chunks and
+//! nothing half-written.
 //!
 //! Must not: decide what happens after the run (retry, park, reschedule: `actor.rs`).
 
-mod batches;
-mod chunks;
 mod heartbeat;
 pub mod ledger;
-mod sweep;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -29,17 +26,14 @@ use futures_util::future::BoxFuture;
 use tokio_util::sync::CancellationToken;
 
 use super::progress::{Progress, ProgressSnapshot};
-use super::streams::WindowKind;
-use super::window::{plan_window, Window};
+use super::window::{plan_window, Window, WindowKind};
 use super::{FailureKind, SyncError};
 use crate::config::{Stream, SyncConfig};
 use crate::db::Database;
 use crate::store::RunStatus;
 use crate::temu::{TemuClient, TemuShop};
 
-pub use chunks::walk_chunks;
 pub use ledger::{PgLedger, RunEnd, RunLedger};
-pub use sweep::sweep;
 
 /// Everything one run needs.
 #[derive(Clone)]

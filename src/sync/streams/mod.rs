@@ -5,13 +5,18 @@
 //! its window kind and its interval key — and [`body`], the table that maps a configured
 //! [`Stream`] to its entry. Adding a stream is one module here + one arm in [`body`] + its store
 //! module and migration (+ its `sync.intervals` key); the run protocol (`run/`), the scheduler
-//! (`actor.rs`), the config's stream list and `/status` follow from it.
+//! (`actor.rs`), the config's stream list and `/status` follow from it. The bodies the entries run
+//! are generic over [`StreamSpec`]: `chunks.rs` (an update-time window chunk by chunk, the cursor
+//! with each chunk's last batch — invariant 1), `sweep.rs` (a whole listing), `batches.rs`.
 //!
 //! Must not: hold run state (that is `run/`) or talk SQL itself (the upserts are `store`'s).
 
 mod aftersales;
+mod batches;
+mod chunks;
 mod orders;
 mod products;
+mod sweep;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,9 +24,12 @@ use std::time::Duration;
 use diesel_async::AsyncPgConnection;
 use futures_util::future::BoxFuture;
 
-use super::run::{sweep, walk_chunks, RunBody, Work};
+use super::run::{RunBody, Work};
+use chunks::walk_chunks;
+use sweep::sweep;
 use super::walk::{Keyed, Page};
 use super::window::Window;
+pub use super::window::WindowKind;
 use super::SyncError;
 use crate::config::{Stream, SyncConfig};
 use crate::store::Upserted;
@@ -30,16 +38,6 @@ use crate::temu::{TemuClient, TemuShop};
 pub use aftersales::Aftersales;
 pub use orders::Orders;
 pub use products::Products;
-
-/// What a run of a stream covers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WindowKind {
-    /// `[cursor − lookback, now − settle]` by update time, cut into chunks; the cursor advances
-    /// with each complete chunk (orders, after-sales).
-    UpdateTime,
-    /// Every page of the whole listing; a complete sweep marks what it did not see (products).
-    FullSweep,
-}
 
 /// One entry of the table: everything that differs between streams.
 pub trait StreamSpec: Send + Sync + 'static {

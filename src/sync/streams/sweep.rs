@@ -4,7 +4,7 @@
 //! Must not: settle anything after an incomplete sweep — what was not seen is left as it is.
 
 use super::batches::upsert_batches;
-use super::Work;
+use crate::sync::run::Work;
 use crate::sync::streams::StreamSpec;
 use crate::sync::walk::walk;
 use crate::sync::SyncError;

@@ -1,6 +1,6 @@
 //! Upserting walked records in batches of `sync.batch_size`, each batch its own transaction.
 
-use super::Work;
+use crate::sync::run::Work;
 use crate::sync::streams::StreamSpec;
 use crate::sync::SyncError;
 

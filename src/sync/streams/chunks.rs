@@ -12,7 +12,7 @@
 use std::collections::VecDeque;
 
 use super::batches::upsert_batches;
-use super::Work;
+use crate::sync::run::Work;
 use crate::store;
 use crate::sync::streams::StreamSpec;
 use crate::sync::walk::{walk, Walked};
