@@ -1,10 +1,12 @@
 //! Checking a database against the simulator's ground truth: every record present, at its
 //! latest version, with all its child rows, and nothing extra. Used by `temu-sync demo`, the
 //! end-to-end tests and the benchmarks.
+//!
+//! Owns: [`compare`] and [`Diff`], one step per stream. Must not: write to the database.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::GroundTruth;
+use super::{GroundTruth, ShopTruth};
 
 /// Differences between the database and the simulator's ground truth.
 #[derive(Debug, Default)]
@@ -47,86 +49,112 @@ pub async fn compare(
 ) -> Result<Diff, tokio_postgres::Error> {
     let mut diff = Diff::default();
     for (shop, t) in &truth.shops {
-        // Orders: every one present, at its latest update time and status, with all its items.
-        let rows = client
-            .query(
-                "SELECT o.parent_order_sn, extract(epoch from o.updated_at)::bigint, o.status, \
-                 (SELECT count(*) FROM order_items i WHERE i.order_id = o.id) \
-                 FROM orders o JOIN shops s ON s.id = o.shop_id WHERE s.name = $1",
-                &[shop],
-            )
-            .await?;
-        let mut db_orders: BTreeMap<String, (i64, Option<i32>, i64)> = BTreeMap::new();
-        for r in &rows {
-            db_orders.insert(r.get(0), (r.get(1), r.get(2), r.get(3)));
-        }
-        for (sn, item) in &t.orders {
-            diff.checked += 1;
-            let parent = &item["parentOrderMap"];
-            let updated = parent["updateTime"].as_i64().unwrap_or_default();
-            let status = parent["parentOrderStatus"].as_i64().map(|s| s as i32);
-            let items = item["orderList"].as_array().map_or(0, |a| a.len()) as i64;
-            match db_orders.remove(sn) {
-                None => diff.missing.push(format!("{shop}/order/{sn}")),
-                Some((u, s, n)) => {
-                    if u != updated || s != status {
-                        diff.stale.push(format!(
-                            "{shop}/order/{sn}: db {u}/{s:?} truth {updated}/{status:?}"
-                        ));
-                    }
-                    if n != items {
-                        diff.item_mismatch
-                            .push(format!("{shop}/order/{sn}: {n} vs {items}"));
-                    }
+        compare_orders(client, shop, t, &mut diff).await?;
+        compare_products(client, shop, t, &mut diff).await?;
+        compare_aftersales(client, shop, t, &mut diff).await?;
+    }
+    Ok(diff)
+}
+
+/// Orders: every one present, at its latest update time and status, with all its items.
+async fn compare_orders(
+    client: &tokio_postgres::Client,
+    shop: &str,
+    t: &ShopTruth,
+    diff: &mut Diff,
+) -> Result<(), tokio_postgres::Error> {
+    let rows = client
+        .query(
+            "SELECT o.parent_order_sn, extract(epoch from o.updated_at)::bigint, o.status, \
+             (SELECT count(*) FROM order_items i WHERE i.order_id = o.id) \
+             FROM orders o JOIN shops s ON s.id = o.shop_id WHERE s.name = $1",
+            &[&shop],
+        )
+        .await?;
+    let mut db_orders: BTreeMap<String, (i64, Option<i32>, i64)> = BTreeMap::new();
+    for r in &rows {
+        db_orders.insert(r.get(0), (r.get(1), r.get(2), r.get(3)));
+    }
+    for (sn, item) in &t.orders {
+        diff.checked += 1;
+        let parent = &item["parentOrderMap"];
+        let updated = parent["updateTime"].as_i64().unwrap_or_default();
+        let status = parent["parentOrderStatus"].as_i64().map(|s| s as i32);
+        let items = item["orderList"].as_array().map_or(0, |a| a.len()) as i64;
+        match db_orders.remove(sn) {
+            None => diff.missing.push(format!("{shop}/order/{sn}")),
+            Some((u, s, n)) => {
+                if u != updated || s != status {
+                    diff.stale.push(format!(
+                        "{shop}/order/{sn}: db {u}/{s:?} truth {updated}/{status:?}"
+                    ));
+                }
+                if n != items {
+                    diff.item_mismatch
+                        .push(format!("{shop}/order/{sn}: {n} vs {items}"));
                 }
             }
         }
-        diff.extra
-            .extend(db_orders.keys().map(|k| format!("{shop}/order/{k}")));
-
-        // Products: the listed/delisted set, not soft-removed.
-        let rows = client
-            .query(
-                "SELECT p.goods_id FROM products p JOIN shops s ON s.id = p.shop_id \
-                 WHERE s.name = $1 AND p.removed_at IS NULL",
-                &[shop],
-            )
-            .await?;
-        let mut db_products: BTreeSet<String> =
-            rows.iter().map(|r| r.get::<_, String>(0)).collect();
-        for (id, p) in &t.products {
-            if p["goodsStatus"].as_i64() != Some(1) {
-                continue;
-            }
-            diff.checked += 1;
-            if !db_products.remove(id) {
-                diff.missing.push(format!("{shop}/product/{id}"));
-            }
-        }
-        diff.extra
-            .extend(db_products.iter().map(|k| format!("{shop}/product/{k}")));
-
-        // After-sales.
-        let rows = client
-            .query(
-                "SELECT a.parent_after_sales_sn, extract(epoch from a.updated_at)::bigint \
-                 FROM aftersales a JOIN shops s ON s.id = a.shop_id WHERE s.name = $1",
-                &[shop],
-            )
-            .await?;
-        let mut db_after: BTreeMap<String, i64> =
-            rows.iter().map(|r| (r.get(0), r.get(1))).collect();
-        for (sn, a) in &t.aftersales {
-            diff.checked += 1;
-            let updated = a["updateAt"].as_i64().unwrap_or_default();
-            match db_after.remove(sn) {
-                None => diff.missing.push(format!("{shop}/aftersale/{sn}")),
-                Some(u) if u != updated => diff.stale.push(format!("{shop}/aftersale/{sn}")),
-                Some(_) => {}
-            }
-        }
-        diff.extra
-            .extend(db_after.keys().map(|k| format!("{shop}/aftersale/{k}")));
     }
-    Ok(diff)
+    diff.extra
+        .extend(db_orders.keys().map(|k| format!("{shop}/order/{k}")));
+    Ok(())
+}
+
+/// Products: the listed/delisted set, not soft-removed.
+async fn compare_products(
+    client: &tokio_postgres::Client,
+    shop: &str,
+    t: &ShopTruth,
+    diff: &mut Diff,
+) -> Result<(), tokio_postgres::Error> {
+    let rows = client
+        .query(
+            "SELECT p.goods_id FROM products p JOIN shops s ON s.id = p.shop_id \
+             WHERE s.name = $1 AND p.removed_at IS NULL",
+            &[&shop],
+        )
+        .await?;
+    let mut db_products: BTreeSet<String> = rows.iter().map(|r| r.get::<_, String>(0)).collect();
+    for (id, p) in &t.products {
+        if p["goodsStatus"].as_i64() != Some(1) {
+            continue;
+        }
+        diff.checked += 1;
+        if !db_products.remove(id) {
+            diff.missing.push(format!("{shop}/product/{id}"));
+        }
+    }
+    diff.extra
+        .extend(db_products.iter().map(|k| format!("{shop}/product/{k}")));
+    Ok(())
+}
+
+/// After-sales: every case present at its latest update time.
+async fn compare_aftersales(
+    client: &tokio_postgres::Client,
+    shop: &str,
+    t: &ShopTruth,
+    diff: &mut Diff,
+) -> Result<(), tokio_postgres::Error> {
+    let rows = client
+        .query(
+            "SELECT a.parent_after_sales_sn, extract(epoch from a.updated_at)::bigint \
+             FROM aftersales a JOIN shops s ON s.id = a.shop_id WHERE s.name = $1",
+            &[&shop],
+        )
+        .await?;
+    let mut db_after: BTreeMap<String, i64> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    for (sn, a) in &t.aftersales {
+        diff.checked += 1;
+        let updated = a["updateAt"].as_i64().unwrap_or_default();
+        match db_after.remove(sn) {
+            None => diff.missing.push(format!("{shop}/aftersale/{sn}")),
+            Some(u) if u != updated => diff.stale.push(format!("{shop}/aftersale/{sn}")),
+            Some(_) => {}
+        }
+    }
+    diff.extra
+        .extend(db_after.keys().map(|k| format!("{shop}/aftersale/{k}")));
+    Ok(())
 }
