@@ -9,7 +9,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use super::error::{ConfigError, IssueOrigin};
-use super::model::{Config, DatabaseConfig};
+use super::model::{Config, DatabaseConfig, Stream};
 
 /// Problems as (key path, message).
 type Problems = Vec<(String, String)>;
@@ -139,16 +139,7 @@ impl Config {
         let mut app_names = HashSet::new();
         for (i, app) in self.apps.iter().enumerate() {
             let key = format!("apps[{i}]");
-            check_name(p, &format!("{key}.name"), &app.name);
-            if !app_names.insert(app.name.as_str()) {
-                p.push((
-                    format!("{key}.name"),
-                    format!(
-                        "app name {:?} is used twice; names must be unique",
-                        app.name
-                    ),
-                ));
-            }
+            check_unique_name(p, &key, "app", &app.name, &mut app_names);
             if app.app_key.trim().is_empty() {
                 p.push((format!("{key}.app_key"), "must not be empty".to_string()));
             }
@@ -157,57 +148,28 @@ impl Config {
         let mut shop_names = HashSet::new();
         for (i, shop) in self.shops.iter().enumerate() {
             let key = format!("shops[{i}]");
-            check_name(p, &format!("{key}.name"), &shop.name);
-            if !shop_names.insert(shop.name.as_str()) {
-                p.push((
-                    format!("{key}.name"),
-                    format!(
-                        "shop name {:?} is used twice; names must be unique",
-                        shop.name
-                    ),
-                ));
-            }
+            check_unique_name(p, &key, "shop", &shop.name, &mut shop_names);
             if !app_names.contains(shop.app.as_str()) {
-                let known: Vec<&str> = self.apps.iter().map(|a| a.name.as_str()).collect();
-                let known = if known.is_empty() {
-                    "there are no apps; add one under `apps`".to_string()
-                } else {
-                    format!("expected one of: {}", known.join(", "))
-                };
-                p.push((
-                    format!("{key}.app"),
-                    format!("no app named {:?} in `apps`; {known}", shop.app),
-                ));
+                p.push((format!("{key}.app"), self.unknown_app(&shop.app)));
             }
             if let Some(url) = &shop.base_url {
-                let lower = url.to_ascii_lowercase();
-                let rest = lower
-                    .strip_prefix("http://")
-                    .or_else(|| lower.strip_prefix("https://"));
-                if rest.is_none_or(|r| r.is_empty() || r.starts_with('/')) {
-                    p.push((
-                        format!("{key}.base_url"),
-                        format!("{url:?} is not a URL: expected http://host… or https://host…"),
-                    ));
+                if let Err(message) = check_base_url(url) {
+                    p.push((format!("{key}.base_url"), message));
                 }
             }
-            if shop.streams.is_empty() {
-                p.push((
-                    format!("{key}.streams"),
-                    "list at least one of orders, products, aftersales (or remove the key for all)"
-                        .to_string(),
-                ));
-            }
-            let mut seen = HashSet::new();
-            for s in &shop.streams {
-                if !seen.insert(*s) {
-                    p.push((
-                        format!("{key}.streams"),
-                        format!("{} is listed twice", s.as_str()),
-                    ));
-                }
-            }
+            check_streams(p, &key, &shop.streams);
         }
+    }
+
+    /// The message for a shop whose `app` names no app: the names there are.
+    fn unknown_app(&self, app: &str) -> String {
+        let known: Vec<&str> = self.apps.iter().map(|a| a.name.as_str()).collect();
+        let known = if known.is_empty() {
+            "there are no apps; add one under `apps`".to_string()
+        } else {
+            format!("expected one of: {}", known.join(", "))
+        };
+        format!("no app named {app:?} in `apps`; {known}")
     }
 
     fn validate_sync(&self, p: &mut Problems) {
@@ -367,6 +329,57 @@ fn check_proxy_url(url: &str) -> Result<(), String> {
         return Err(format!("{url:?} names no host"));
     }
     Ok(())
+}
+
+/// `{key}.name` is a valid name not yet in `seen` (of apps or of shops), and is added to it.
+fn check_unique_name<'a>(
+    p: &mut Problems,
+    key: &str,
+    kind: &str,
+    name: &'a str,
+    seen: &mut HashSet<&'a str>,
+) {
+    let key = format!("{key}.name");
+    check_name(p, &key, name);
+    if !seen.insert(name) {
+        p.push((
+            key,
+            format!("{kind} name {name:?} is used twice; names must be unique"),
+        ));
+    }
+}
+
+fn check_base_url(url: &str) -> Result<(), String> {
+    let lower = url.to_ascii_lowercase();
+    let rest = lower
+        .strip_prefix("http://")
+        .or_else(|| lower.strip_prefix("https://"));
+    if rest.is_none_or(|r| r.is_empty() || r.starts_with('/')) {
+        return Err(format!(
+            "{url:?} is not a URL: expected http://host… or https://host…"
+        ));
+    }
+    Ok(())
+}
+
+/// At least one stream, none listed twice.
+fn check_streams(p: &mut Problems, key: &str, streams: &[Stream]) {
+    if streams.is_empty() {
+        p.push((
+            format!("{key}.streams"),
+            "list at least one of orders, products, aftersales (or remove the key for all)"
+                .to_string(),
+        ));
+    }
+    let mut seen = HashSet::new();
+    for s in streams {
+        if !seen.insert(*s) {
+            p.push((
+                format!("{key}.streams"),
+                format!("{} is listed twice", s.as_str()),
+            ));
+        }
+    }
 }
 
 fn check_name(p: &mut Problems, key: &str, name: &str) {
