@@ -49,112 +49,123 @@ pub async fn compare(
 ) -> Result<Diff, tokio_postgres::Error> {
     let mut diff = Diff::default();
     for (shop, t) in &truth.shops {
-        compare_orders(client, shop, t, &mut diff).await?;
-        compare_products(client, shop, t, &mut diff).await?;
-        compare_aftersales(client, shop, t, &mut diff).await?;
+        let mut check = ShopCheck {
+            client,
+            shop,
+            diff: &mut diff,
+        };
+        check.orders(t).await?;
+        check.products(t).await?;
+        check.aftersales(t).await?;
     }
     Ok(diff)
 }
 
-/// Orders: every one present, at its latest update time and status, with all its items.
-async fn compare_orders(
-    client: &tokio_postgres::Client,
-    shop: &str,
-    t: &ShopTruth,
-    diff: &mut Diff,
-) -> Result<(), tokio_postgres::Error> {
-    let rows = client
-        .query(
-            "SELECT o.parent_order_sn, extract(epoch from o.updated_at)::bigint, o.status, \
-             (SELECT count(*) FROM order_items i WHERE i.order_id = o.id) \
-             FROM orders o JOIN shops s ON s.id = o.shop_id WHERE s.name = $1",
-            &[&shop],
-        )
-        .await?;
-    let mut db_orders: BTreeMap<String, (i64, Option<i32>, i64)> = BTreeMap::new();
-    for r in &rows {
-        db_orders.insert(r.get(0), (r.get(1), r.get(2), r.get(3)));
+/// One shop's comparison, adding to the [`Diff`] of all shops.
+struct ShopCheck<'a> {
+    client: &'a tokio_postgres::Client,
+    shop: &'a str,
+    diff: &'a mut Diff,
+}
+
+impl ShopCheck<'_> {
+    /// The rows of `sql`, whose one parameter is the shop's name.
+    async fn rows(&self, sql: &str) -> Result<Vec<tokio_postgres::Row>, tokio_postgres::Error> {
+        self.client.query(sql, &[&self.shop]).await
     }
-    for (sn, item) in &t.orders {
-        diff.checked += 1;
-        let parent = &item["parentOrderMap"];
-        let updated = parent["updateTime"].as_i64().unwrap_or_default();
-        let status = parent["parentOrderStatus"].as_i64().map(|s| s as i32);
-        let items = item["orderList"].as_array().map_or(0, |a| a.len()) as i64;
-        match db_orders.remove(sn) {
-            None => diff.missing.push(format!("{shop}/order/{sn}")),
-            Some((u, s, n)) => {
-                if u != updated || s != status {
-                    diff.stale.push(format!(
-                        "{shop}/order/{sn}: db {u}/{s:?} truth {updated}/{status:?}"
-                    ));
-                }
-                if n != items {
-                    diff.item_mismatch
-                        .push(format!("{shop}/order/{sn}: {n} vs {items}"));
+
+    /// What the database holds and the truth does not (`kind` as in `shop/order/sn`).
+    fn extra<'k>(&mut self, kind: &str, keys: impl Iterator<Item = &'k String>) {
+        let shop = self.shop;
+        self.diff
+            .extra
+            .extend(keys.map(|k| format!("{shop}/{kind}/{k}")));
+    }
+
+    /// Orders: every one present, at its latest update time and status, with all its items.
+    async fn orders(&mut self, t: &ShopTruth) -> Result<(), tokio_postgres::Error> {
+        let rows = self
+            .rows(
+                "SELECT o.parent_order_sn, extract(epoch from o.updated_at)::bigint, o.status, \
+                 (SELECT count(*) FROM order_items i WHERE i.order_id = o.id) \
+                 FROM orders o JOIN shops s ON s.id = o.shop_id WHERE s.name = $1",
+            )
+            .await?;
+        let mut db_orders: BTreeMap<String, (i64, Option<i32>, i64)> = BTreeMap::new();
+        for r in &rows {
+            db_orders.insert(r.get(0), (r.get(1), r.get(2), r.get(3)));
+        }
+        let (shop, diff) = (self.shop, &mut *self.diff);
+        for (sn, item) in &t.orders {
+            diff.checked += 1;
+            let parent = &item["parentOrderMap"];
+            let updated = parent["updateTime"].as_i64().unwrap_or_default();
+            let status = parent["parentOrderStatus"].as_i64().map(|s| s as i32);
+            let items = item["orderList"].as_array().map_or(0, |a| a.len()) as i64;
+            match db_orders.remove(sn) {
+                None => diff.missing.push(format!("{shop}/order/{sn}")),
+                Some((u, s, n)) => {
+                    if u != updated || s != status {
+                        diff.stale.push(format!(
+                            "{shop}/order/{sn}: db {u}/{s:?} truth {updated}/{status:?}"
+                        ));
+                    }
+                    if n != items {
+                        diff.item_mismatch
+                            .push(format!("{shop}/order/{sn}: {n} vs {items}"));
+                    }
                 }
             }
         }
+        self.extra("order", db_orders.keys());
+        Ok(())
     }
-    diff.extra
-        .extend(db_orders.keys().map(|k| format!("{shop}/order/{k}")));
-    Ok(())
-}
 
-/// Products: the listed/delisted set, not soft-removed.
-async fn compare_products(
-    client: &tokio_postgres::Client,
-    shop: &str,
-    t: &ShopTruth,
-    diff: &mut Diff,
-) -> Result<(), tokio_postgres::Error> {
-    let rows = client
-        .query(
-            "SELECT p.goods_id FROM products p JOIN shops s ON s.id = p.shop_id \
-             WHERE s.name = $1 AND p.removed_at IS NULL",
-            &[&shop],
-        )
-        .await?;
-    let mut db_products: BTreeSet<String> = rows.iter().map(|r| r.get::<_, String>(0)).collect();
-    for (id, p) in &t.products {
-        if p["goodsStatus"].as_i64() != Some(1) {
-            continue;
+    /// Products: the listed/delisted set, not soft-removed.
+    async fn products(&mut self, t: &ShopTruth) -> Result<(), tokio_postgres::Error> {
+        let rows = self
+            .rows(
+                "SELECT p.goods_id FROM products p JOIN shops s ON s.id = p.shop_id \
+                 WHERE s.name = $1 AND p.removed_at IS NULL",
+            )
+            .await?;
+        let mut db_products: BTreeSet<String> =
+            rows.iter().map(|r| r.get::<_, String>(0)).collect();
+        for (id, p) in &t.products {
+            if p["goodsStatus"].as_i64() != Some(1) {
+                continue;
+            }
+            self.diff.checked += 1;
+            if !db_products.remove(id) {
+                let missing = format!("{}/product/{id}", self.shop);
+                self.diff.missing.push(missing);
+            }
         }
-        diff.checked += 1;
-        if !db_products.remove(id) {
-            diff.missing.push(format!("{shop}/product/{id}"));
-        }
+        self.extra("product", db_products.iter());
+        Ok(())
     }
-    diff.extra
-        .extend(db_products.iter().map(|k| format!("{shop}/product/{k}")));
-    Ok(())
-}
 
-/// After-sales: every case present at its latest update time.
-async fn compare_aftersales(
-    client: &tokio_postgres::Client,
-    shop: &str,
-    t: &ShopTruth,
-    diff: &mut Diff,
-) -> Result<(), tokio_postgres::Error> {
-    let rows = client
-        .query(
-            "SELECT a.parent_after_sales_sn, extract(epoch from a.updated_at)::bigint \
-             FROM aftersales a JOIN shops s ON s.id = a.shop_id WHERE s.name = $1",
-            &[&shop],
-        )
-        .await?;
-    let mut db_after: BTreeMap<String, i64> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
-    for (sn, a) in &t.aftersales {
-        diff.checked += 1;
-        let updated = a["updateAt"].as_i64().unwrap_or_default();
-        match db_after.remove(sn) {
-            None => diff.missing.push(format!("{shop}/aftersale/{sn}")),
-            Some(u) if u != updated => diff.stale.push(format!("{shop}/aftersale/{sn}")),
-            Some(_) => {}
+    /// After-sales: every case present at its latest update time.
+    async fn aftersales(&mut self, t: &ShopTruth) -> Result<(), tokio_postgres::Error> {
+        let rows = self
+            .rows(
+                "SELECT a.parent_after_sales_sn, extract(epoch from a.updated_at)::bigint \
+                 FROM aftersales a JOIN shops s ON s.id = a.shop_id WHERE s.name = $1",
+            )
+            .await?;
+        let mut db_after: BTreeMap<String, i64> =
+            rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+        let (shop, diff) = (self.shop, &mut *self.diff);
+        for (sn, a) in &t.aftersales {
+            diff.checked += 1;
+            let updated = a["updateAt"].as_i64().unwrap_or_default();
+            match db_after.remove(sn) {
+                None => diff.missing.push(format!("{shop}/aftersale/{sn}")),
+                Some(u) if u != updated => diff.stale.push(format!("{shop}/aftersale/{sn}")),
+                Some(_) => {}
+            }
         }
+        self.extra("aftersale", db_after.keys());
+        Ok(())
     }
-    diff.extra
-        .extend(db_after.keys().map(|k| format!("{shop}/aftersale/{k}")));
-    Ok(())
 }

@@ -9,7 +9,6 @@
 use super::RawJson;
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use diesel::upsert::excluded;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
 use super::records::AfterSalesRecord;
@@ -70,12 +69,9 @@ pub async fn upsert_aftersales(
             .on_conflict((aftersales::shop_id, aftersales::parent_after_sales_sn))
             .do_update()
             .set((
-                aftersales::parent_order_sn.eq(excluded(aftersales::parent_order_sn)),
-                aftersales::status_group.eq(excluded(aftersales::status_group)),
-                aftersales::type_.eq(excluded(aftersales::type_)),
-                aftersales::created_at_temu.eq(excluded(aftersales::created_at_temu)),
-                aftersales::updated_at.eq(excluded(aftersales::updated_at)),
-                aftersales::raw.eq(excluded(aftersales::raw)),
+                incoming!(aftersales:
+                    parent_order_sn, status_group, type_, created_at_temu, updated_at, raw,
+                ),
                 aftersales::last_synced_at.eq(diesel::dsl::now),
             )),
         newer_or_changed_version!(aftersales),

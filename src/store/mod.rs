@@ -27,6 +27,14 @@ macro_rules! newer_or_changed_version {
     };
 }
 
+/// `SET column = EXCLUDED.column, …` for these columns of `$table`: the part of an
+/// `ON CONFLICT … DO UPDATE` that takes them from the incoming row.
+macro_rules! incoming {
+    ($table:ident: $($column:ident),+ $(,)?) => {
+        ($($table::$column.eq(diesel::upsert::excluded($table::$column)),)+)
+    };
+}
+
 pub mod aftersales;
 pub mod orders;
 pub mod products;

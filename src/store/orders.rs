@@ -168,13 +168,10 @@ async fn upsert_order_rows(
             .on_conflict((orders::shop_id, orders::parent_order_sn))
             .do_update()
             .set((
-                orders::status.eq(excluded(orders::status)),
-                orders::order_time.eq(excluded(orders::order_time)),
-                orders::updated_at.eq(excluded(orders::updated_at)),
-                orders::expect_ship_latest_time.eq(excluded(orders::expect_ship_latest_time)),
-                orders::region_id.eq(excluded(orders::region_id)),
-                orders::site_id.eq(excluded(orders::site_id)),
-                orders::raw.eq(excluded(orders::raw)),
+                incoming!(orders:
+                    status, order_time, updated_at, expect_ship_latest_time, region_id, site_id,
+                    raw,
+                ),
                 orders::last_synced_at.eq(diesel::dsl::now),
             )),
         newer_or_changed_version!(orders),
@@ -219,19 +216,10 @@ async fn replace_order_items(
         .values(&item_rows)
         .on_conflict((order_items::shop_id, order_items::order_sn))
         .do_update()
-        .set((
-            order_items::order_id.eq(excluded(order_items::order_id)),
-            order_items::goods_id.eq(excluded(order_items::goods_id)),
-            order_items::sku_id.eq(excluded(order_items::sku_id)),
-            order_items::status.eq(excluded(order_items::status)),
-            order_items::quantity.eq(excluded(order_items::quantity)),
-            order_items::original_quantity.eq(excluded(order_items::original_quantity)),
-            order_items::canceled_quantity_before_shipment
-                .eq(excluded(order_items::canceled_quantity_before_shipment)),
-            order_items::fulfillment_type.eq(excluded(order_items::fulfillment_type)),
-            order_items::product_sku_id.eq(excluded(order_items::product_sku_id)),
-            order_items::product_id.eq(excluded(order_items::product_id)),
-            order_items::ext_code.eq(excluded(order_items::ext_code)),
+        .set(incoming!(order_items:
+            order_id, goods_id, sku_id, status, quantity, original_quantity,
+            canceled_quantity_before_shipment, fulfillment_type, product_sku_id, product_id,
+            ext_code,
         ))
         .execute(conn)
         .await?;

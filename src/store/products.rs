@@ -124,12 +124,7 @@ async fn upsert_product_rows(
             .on_conflict((products::shop_id, products::goods_id))
             .do_update()
             .set((
-                products::name.eq(excluded(products::name)),
-                products::out_goods_sn.eq(excluded(products::out_goods_sn)),
-                products::quantity.eq(excluded(products::quantity)),
-                products::price.eq(excluded(products::price)),
-                products::currency.eq(excluded(products::currency)),
-                products::raw.eq(excluded(products::raw)),
+                incoming!(products: name, out_goods_sn, quantity, price, currency, raw),
                 products::removed_at.eq(None::<chrono::DateTime<chrono::Utc>>),
                 products::last_seen_run_id.eq(excluded(products::last_seen_run_id)),
                 products::last_synced_at.eq(diesel::dsl::now),
@@ -195,12 +190,7 @@ async fn replace_skus(
         .values(&sku_rows)
         .on_conflict((product_skus::shop_id, product_skus::sku_id))
         .do_update()
-        .set((
-            product_skus::product_id.eq(excluded(product_skus::product_id)),
-            product_skus::sku_sn.eq(excluded(product_skus::sku_sn)),
-            product_skus::stock.eq(excluded(product_skus::stock)),
-            product_skus::spec.eq(excluded(product_skus::spec)),
-        ))
+        .set(incoming!(product_skus: product_id, sku_sn, stock, spec))
         .execute(conn)
         .await?;
     Ok(())

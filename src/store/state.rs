@@ -239,8 +239,7 @@ pub async fn record_failure(
         .on_conflict((sync_state::shop_id, sync_state::stream))
         .do_update()
         .set((
-            sync_state::last_error.eq(excluded(sync_state::last_error)),
-            sync_state::last_error_class.eq(excluded(sync_state::last_error_class)),
+            incoming!(sync_state: last_error, last_error_class),
             sync_state::updated_at.eq(diesel::dsl::now),
         ))
         .execute(conn)

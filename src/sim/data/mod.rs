@@ -152,25 +152,7 @@ impl ShopData {
         let children: Vec<Value> = o
             .children
             .iter()
-            .map(|c| {
-                json!({
-                    "orderSn": c.order_sn,
-                    "goodsId": c.goods_id,
-                    "skuId": c.sku_id,
-                    "orderStatus": c.status,
-                    "quantity": c.quantity,
-                    "originalOrderQuantity": c.quantity,
-                    "canceledQuantityBeforeShipment": if o.status == 3 { c.quantity } else { 0 },
-                    "fulfillmentType": 0,
-                    "productList": [{
-                        "productSkuId": c.sku_id,
-                        "productId": c.goods_id,
-                        "extCode": c.ext_code,
-                        "soldFactor": 1
-                    }],
-                    "goodsName": null
-                })
-            })
+            .map(|c| Self::render_child(o, c))
             .collect();
         json!({
             "parentOrderMap": {
@@ -189,21 +171,7 @@ impl ShopData {
     }
 
     fn render_product(p: &Product) -> Value {
-        let skus: Vec<Value> = p
-            .skus
-            .iter()
-            .map(|s| {
-                json!({
-                    "skuId": s.sku_id,
-                    "skuSn": s.sku_sn,
-                    "stock": s.stock,
-                    "specList": [
-                        {"parentSpecName": "Color", "specName": s.color},
-                        {"parentSpecName": "Size", "specName": s.size}
-                    ]
-                })
-            })
-            .collect();
+        let skus: Vec<Value> = p.skus.iter().map(Self::render_sku).collect();
         json!({
             "goodsId": p.goods_id,
             "goodsName": p.name,
@@ -215,6 +183,39 @@ impl ShopData {
             "crtTime": p.created_ms,
             "goodsStatusChangeTime": p.status_changed_ms,
             "skuInfoList": skus
+        })
+    }
+
+    /// A child order as listed in its parent's `orderList`.
+    fn render_child(o: &ParentOrder, c: &ChildOrder) -> Value {
+        json!({
+            "orderSn": c.order_sn,
+            "goodsId": c.goods_id,
+            "skuId": c.sku_id,
+            "orderStatus": c.status,
+            "quantity": c.quantity,
+            "originalOrderQuantity": c.quantity,
+            "canceledQuantityBeforeShipment": if o.status == 3 { c.quantity } else { 0 },
+            "fulfillmentType": 0,
+            "productList": [{
+                "productSkuId": c.sku_id,
+                "productId": c.goods_id,
+                "extCode": c.ext_code,
+                "soldFactor": 1
+            }],
+            "goodsName": null
+        })
+    }
+
+    fn render_sku(s: &Sku) -> Value {
+        json!({
+            "skuId": s.sku_id,
+            "skuSn": s.sku_sn,
+            "stock": s.stock,
+            "specList": [
+                {"parentSpecName": "Color", "specName": s.color},
+                {"parentSpecName": "Size", "specName": s.size}
+            ]
         })
     }
 
