@@ -4,6 +4,10 @@
 //! instance) and each ping run in spawned tasks bounded by deadlines, and report back by message.
 //! So a hung or absent database never makes this actor miss the supervisor's pings, and a database
 //! that is down at boot or later is a `fail` in `/health`, not a crash.
+//!
+//! Owns: [`DbActor`] (setup with backoff, the ping on `database.ping_interval`, this daemon's row
+//! in `daemon_instances`) and [`Instance`]. Must not: await the database in a message handler, or
+//! start a wait without a deadline (invariant 4).
 
 use std::time::Duration;
 
