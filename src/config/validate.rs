@@ -77,29 +77,14 @@ impl Config {
             d.idle_in_transaction_timeout,
         );
         positive(p, "database.keepalive_idle", d.keepalive_idle);
-        positive(p, "database.ping_interval", d.ping_interval);
-        positive(p, "database.ping_timeout", d.ping_timeout);
-        less_than(
-            p,
-            "database.ping_timeout",
-            d.ping_timeout,
-            "database.ping_interval",
-            d.ping_interval,
-        );
+        ping_settings(p, "database", d.ping_interval, d.ping_timeout);
         if let Some(path) = &d.tls_ca_file {
             if let Err(message) = check_tls_ca_file(&d.url, path) {
                 p.push(("database.tls_ca_file".to_string(), message));
             }
         }
         positive(p, "database.leak_threshold", d.leak_threshold);
-        positive(p, "database.retry_min", d.retry_min);
-        not_above(
-            p,
-            "database.retry_min",
-            d.retry_min,
-            "database.retry_max",
-            d.retry_max,
-        );
+        backoff_range(p, "database.retry", d.retry_min, d.retry_max);
     }
 
     fn validate_temu(&self, p: &mut Problems) {
@@ -113,12 +98,10 @@ impl Config {
         at_least_one(p, "temu.max_connections", t.max_connections as u64);
         at_least_one(p, "temu.breaker_threshold", t.breaker_threshold as u64);
         positive(p, "temu.breaker_cool_off", t.breaker_cool_off);
-        positive(p, "temu.retry_backoff_min", t.retry_backoff_min);
-        not_above(
+        backoff_range(
             p,
-            "temu.retry_backoff_min",
+            "temu.retry_backoff",
             t.retry_backoff_min,
-            "temu.retry_backoff_max",
             t.retry_backoff_max,
         );
         positive(p, "temu.token_check_interval", t.token_check_interval);
@@ -181,12 +164,10 @@ impl Config {
         positive(p, "sync.chunk", s.chunk);
         positive(p, "sync.lease_ttl", s.lease_ttl);
         positive(p, "sync.lag_warn", s.lag_warn);
-        positive(p, "sync.retry_backoff_min", s.retry_backoff_min);
-        not_above(
+        backoff_range(
             p,
-            "sync.retry_backoff_min",
+            "sync.retry_backoff",
             s.retry_backoff_min,
-            "sync.retry_backoff_max",
             s.retry_backoff_max,
         );
         positive(p, "sync.intervals.orders", s.intervals.orders);
@@ -197,23 +178,8 @@ impl Config {
     fn validate_supervisor(&self, p: &mut Problems) {
         let s = &self.supervisor;
         positive(p, "supervisor.restart_window", s.restart_window);
-        positive(p, "supervisor.backoff_min", s.backoff_min);
-        not_above(
-            p,
-            "supervisor.backoff_min",
-            s.backoff_min,
-            "supervisor.backoff_max",
-            s.backoff_max,
-        );
-        positive(p, "supervisor.ping_interval", s.ping_interval);
-        positive(p, "supervisor.ping_timeout", s.ping_timeout);
-        less_than(
-            p,
-            "supervisor.ping_timeout",
-            s.ping_timeout,
-            "supervisor.ping_interval",
-            s.ping_interval,
-        );
+        backoff_range(p, "supervisor.backoff", s.backoff_min, s.backoff_max);
+        ping_settings(p, "supervisor", s.ping_interval, s.ping_timeout);
         at_least_one(
             p,
             "supervisor.max_missed_pings",
@@ -408,6 +374,23 @@ fn at_least_one(p: &mut Problems, key: &str, n: u64) {
     if n == 0 {
         p.push((key.to_string(), "must be at least 1".to_string()));
     }
+}
+
+/// `{prefix}_min` is longer than zero and not longer than `{prefix}_max`.
+fn backoff_range(p: &mut Problems, prefix: &str, min: Duration, max: Duration) {
+    let min_key = format!("{prefix}_min");
+    positive(p, &min_key, min);
+    not_above(p, &min_key, min, &format!("{prefix}_max"), max);
+}
+
+/// `{section}.ping_interval` and `{section}.ping_timeout` are longer than zero, and a ping
+/// times out before the next one is due.
+fn ping_settings(p: &mut Problems, section: &str, interval: Duration, timeout: Duration) {
+    let interval_key = format!("{section}.ping_interval");
+    let timeout_key = format!("{section}.ping_timeout");
+    positive(p, &interval_key, interval);
+    positive(p, &timeout_key, timeout);
+    less_than(p, &timeout_key, timeout, &interval_key, interval);
 }
 
 fn less_than(p: &mut Problems, key: &str, d: Duration, other_key: &str, other: Duration) {
