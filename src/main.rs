@@ -1,6 +1,8 @@
-//! `temu-sync` command line: run the daemon, check the configuration, apply migrations.
+//! `temu-sync` command line: run the daemon, check the configuration or the tokens, apply
+//! migrations, show the sync status, run the demo. Owns: parsing the arguments, loading the
+//! configuration once and mapping each outcome to an exit code; the work itself is in the library.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -72,17 +74,7 @@ fn main() -> ExitCode {
     };
     let command = cli.command.unwrap_or(Command::Run);
     if let Command::CheckConfig = command {
-        // What the database connector reads from files (the TLS CA file) is checked here too.
-        if let Err(e) = temu_sync::db::Connector::new(&config.database) {
-            eprintln!("temu-sync: invalid configuration:\n{e}");
-            return ExitCode::from(exit::CONFIG as u8);
-        }
-        for warning in &warnings {
-            eprintln!("warning: {warning}");
-        }
-        print!("{}", config.masked_yaml());
-        eprintln!("configuration OK: {}", cli.config.display());
-        return ExitCode::from(exit::OK as u8);
+        return ExitCode::from(check_config(&config, &warnings, &cli.config) as u8);
     }
     if let Err(e) = temu_sync::telemetry::init(&config.log) {
         eprintln!("temu-sync: {e}");
@@ -101,68 +93,95 @@ fn main() -> ExitCode {
             return ExitCode::from(exit::SOFTWARE as u8);
         }
     };
-    let code = match command {
-        Command::Migrate => runtime.block_on(async {
-            match temu_sync::app::migrate(&config).await {
-                Ok(applied) => {
-                    println!(
-                        "applied {} migration(s): {}",
-                        applied.len(),
-                        applied.join(", ")
-                    );
-                    exit::OK
-                }
-                Err(e) => {
-                    eprintln!("temu-sync: migrate failed: {e}");
-                    if e.is_unavailable() {
-                        exit::UNAVAILABLE
-                    } else {
-                        exit::SOFTWARE
-                    }
-                }
-            }
-        }),
-        Command::Status => runtime.block_on(async {
-            match temu_sync::app::status::load(&config).await {
-                Ok(rows) => {
-                    print!(
-                        "{}",
-                        temu_sync::app::status::render(&rows, chrono::Utc::now())
-                    );
-                    exit::OK
-                }
-                Err(e) => {
-                    eprintln!("temu-sync: cannot read the sync status: {e}");
-                    exit::UNAVAILABLE
-                }
-            }
-        }),
+    let code = runtime.block_on(run_command(command, config));
+    // Don't wait for stray blocking tasks (e.g. a migration stuck on a dead socket) at exit.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    ExitCode::from(code as u8)
+}
+
+/// `check-config`: what the database connector reads from files (the TLS CA file) is checked
+/// too; prints the warnings and the effective configuration, secrets masked.
+fn check_config(config: &Config, warnings: &[String], path: &Path) -> i32 {
+    if let Err(e) = temu_sync::db::Connector::new(&config.database) {
+        eprintln!("temu-sync: invalid configuration:\n{e}");
+        return exit::CONFIG;
+    }
+    for warning in warnings {
+        eprintln!("warning: {warning}");
+    }
+    print!("{}", config.masked_yaml());
+    eprintln!("configuration OK: {}", path.display());
+    exit::OK
+}
+
+/// Every command but `check-config`, on the runtime; the exit code.
+async fn run_command(command: Command, config: Config) -> i32 {
+    match command {
+        Command::Migrate => migrate(&config).await,
+        Command::Status => status(&config).await,
         Command::Demo {
             shops,
             orders,
             seed,
-        } => runtime.block_on(temu_sync::app::demo::run(
-            config,
-            temu_sync::app::demo::DemoOptions {
+        } => {
+            let options = temu_sync::app::demo::DemoOptions {
                 shops: shops.clamp(1, 50),
                 orders,
                 seed,
-            },
-        )),
-        Command::CheckToken => runtime.block_on(async {
-            let mut stdout = std::io::stdout();
-            match temu_sync::temu::run_check_token(&config, &mut stdout).await {
-                Ok(true) => exit::OK,
-                Ok(false) => 1,
-                Err(e) => {
-                    eprintln!("temu-sync: check-token failed: {e}");
-                    exit::UNAVAILABLE
-                }
+            };
+            temu_sync::app::demo::run(config, options).await
+        }
+        Command::CheckToken => check_token(&config).await,
+        Command::Run | Command::CheckConfig => temu_sync::app::run(config).await,
+    }
+}
+
+async fn migrate(config: &Config) -> i32 {
+    match temu_sync::app::migrate(config).await {
+        Ok(applied) => {
+            println!(
+                "applied {} migration(s): {}",
+                applied.len(),
+                applied.join(", ")
+            );
+            exit::OK
+        }
+        Err(e) => {
+            eprintln!("temu-sync: migrate failed: {e}");
+            if e.is_unavailable() {
+                exit::UNAVAILABLE
+            } else {
+                exit::SOFTWARE
             }
-        }),
-        _ => runtime.block_on(temu_sync::app::run(config)),
-    };
-    // Don't wait for stray blocking tasks (e.g. a migration stuck on a dead socket) at exit.
-    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
-    ExitCode::from(code as u8)
+        }
+    }
+}
+
+async fn status(config: &Config) -> i32 {
+    match temu_sync::app::status::load(config).await {
+        Ok(rows) => {
+            print!(
+                "{}",
+                temu_sync::app::status::render(&rows, chrono::Utc::now())
+            );
+            exit::OK
+        }
+        Err(e) => {
+            eprintln!("temu-sync: cannot read the sync status: {e}");
+            exit::UNAVAILABLE
+        }
+    }
+}
+
+/// 0 when every token is usable, 1 when one is refused or expired.
+async fn check_token(config: &Config) -> i32 {
+    let mut stdout = std::io::stdout();
+    match temu_sync::temu::run_check_token(config, &mut stdout).await {
+        Ok(true) => exit::OK,
+        Ok(false) => 1,
+        Err(e) => {
+            eprintln!("temu-sync: check-token failed: {e}");
+            exit::UNAVAILABLE
+        }
+    }
 }

@@ -1,5 +1,9 @@
 //! `temu-sync status`: the state of every shop × stream as a table, read from the database (so it
 //! shows what every daemon sharing the database has done, whether or not one runs here).
+//!
+//! Owns: reading the rows once (one transaction under a deadline, invariant 4) and rendering them
+//! as text with ages relative to the caller's clock. Must not: write to the database or start any
+//! part of the daemon.
 
 use std::time::Duration;
 

@@ -9,7 +9,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use super::error::{ConfigError, IssueOrigin};
-use super::model::{Config, DatabaseConfig};
+use super::model::{Config, DatabaseConfig, Stream};
 
 /// Problems as (key path, message).
 type Problems = Vec<(String, String)>;
@@ -77,29 +77,14 @@ impl Config {
             d.idle_in_transaction_timeout,
         );
         positive(p, "database.keepalive_idle", d.keepalive_idle);
-        positive(p, "database.ping_interval", d.ping_interval);
-        positive(p, "database.ping_timeout", d.ping_timeout);
-        less_than(
-            p,
-            "database.ping_timeout",
-            d.ping_timeout,
-            "database.ping_interval",
-            d.ping_interval,
-        );
+        ping_settings(p, "database", d.ping_interval, d.ping_timeout);
         if let Some(path) = &d.tls_ca_file {
             if let Err(message) = check_tls_ca_file(&d.url, path) {
                 p.push(("database.tls_ca_file".to_string(), message));
             }
         }
         positive(p, "database.leak_threshold", d.leak_threshold);
-        positive(p, "database.retry_min", d.retry_min);
-        not_above(
-            p,
-            "database.retry_min",
-            d.retry_min,
-            "database.retry_max",
-            d.retry_max,
-        );
+        backoff_range(p, "database.retry", d.retry_min, d.retry_max);
     }
 
     fn validate_temu(&self, p: &mut Problems) {
@@ -113,12 +98,10 @@ impl Config {
         at_least_one(p, "temu.max_connections", t.max_connections as u64);
         at_least_one(p, "temu.breaker_threshold", t.breaker_threshold as u64);
         positive(p, "temu.breaker_cool_off", t.breaker_cool_off);
-        positive(p, "temu.retry_backoff_min", t.retry_backoff_min);
-        not_above(
+        backoff_range(
             p,
-            "temu.retry_backoff_min",
+            "temu.retry_backoff",
             t.retry_backoff_min,
-            "temu.retry_backoff_max",
             t.retry_backoff_max,
         );
         positive(p, "temu.token_check_interval", t.token_check_interval);
@@ -139,16 +122,7 @@ impl Config {
         let mut app_names = HashSet::new();
         for (i, app) in self.apps.iter().enumerate() {
             let key = format!("apps[{i}]");
-            check_name(p, &format!("{key}.name"), &app.name);
-            if !app_names.insert(app.name.as_str()) {
-                p.push((
-                    format!("{key}.name"),
-                    format!(
-                        "app name {:?} is used twice; names must be unique",
-                        app.name
-                    ),
-                ));
-            }
+            check_unique_name(p, &key, "app", &app.name, &mut app_names);
             if app.app_key.trim().is_empty() {
                 p.push((format!("{key}.app_key"), "must not be empty".to_string()));
             }
@@ -157,57 +131,28 @@ impl Config {
         let mut shop_names = HashSet::new();
         for (i, shop) in self.shops.iter().enumerate() {
             let key = format!("shops[{i}]");
-            check_name(p, &format!("{key}.name"), &shop.name);
-            if !shop_names.insert(shop.name.as_str()) {
-                p.push((
-                    format!("{key}.name"),
-                    format!(
-                        "shop name {:?} is used twice; names must be unique",
-                        shop.name
-                    ),
-                ));
-            }
+            check_unique_name(p, &key, "shop", &shop.name, &mut shop_names);
             if !app_names.contains(shop.app.as_str()) {
-                let known: Vec<&str> = self.apps.iter().map(|a| a.name.as_str()).collect();
-                let known = if known.is_empty() {
-                    "there are no apps; add one under `apps`".to_string()
-                } else {
-                    format!("expected one of: {}", known.join(", "))
-                };
-                p.push((
-                    format!("{key}.app"),
-                    format!("no app named {:?} in `apps`; {known}", shop.app),
-                ));
+                p.push((format!("{key}.app"), self.unknown_app(&shop.app)));
             }
             if let Some(url) = &shop.base_url {
-                let lower = url.to_ascii_lowercase();
-                let rest = lower
-                    .strip_prefix("http://")
-                    .or_else(|| lower.strip_prefix("https://"));
-                if rest.is_none_or(|r| r.is_empty() || r.starts_with('/')) {
-                    p.push((
-                        format!("{key}.base_url"),
-                        format!("{url:?} is not a URL: expected http://host… or https://host…"),
-                    ));
+                if let Err(message) = check_base_url(url) {
+                    p.push((format!("{key}.base_url"), message));
                 }
             }
-            if shop.streams.is_empty() {
-                p.push((
-                    format!("{key}.streams"),
-                    "list at least one of orders, products, aftersales (or remove the key for all)"
-                        .to_string(),
-                ));
-            }
-            let mut seen = HashSet::new();
-            for s in &shop.streams {
-                if !seen.insert(*s) {
-                    p.push((
-                        format!("{key}.streams"),
-                        format!("{} is listed twice", s.as_str()),
-                    ));
-                }
-            }
+            check_streams(p, &key, &shop.streams);
         }
+    }
+
+    /// The message for a shop whose `app` names no app: the names there are.
+    fn unknown_app(&self, app: &str) -> String {
+        let known: Vec<&str> = self.apps.iter().map(|a| a.name.as_str()).collect();
+        let known = if known.is_empty() {
+            "there are no apps; add one under `apps`".to_string()
+        } else {
+            format!("expected one of: {}", known.join(", "))
+        };
+        format!("no app named {app:?} in `apps`; {known}")
     }
 
     fn validate_sync(&self, p: &mut Problems) {
@@ -219,12 +164,10 @@ impl Config {
         positive(p, "sync.chunk", s.chunk);
         positive(p, "sync.lease_ttl", s.lease_ttl);
         positive(p, "sync.lag_warn", s.lag_warn);
-        positive(p, "sync.retry_backoff_min", s.retry_backoff_min);
-        not_above(
+        backoff_range(
             p,
-            "sync.retry_backoff_min",
+            "sync.retry_backoff",
             s.retry_backoff_min,
-            "sync.retry_backoff_max",
             s.retry_backoff_max,
         );
         positive(p, "sync.intervals.orders", s.intervals.orders);
@@ -235,23 +178,8 @@ impl Config {
     fn validate_supervisor(&self, p: &mut Problems) {
         let s = &self.supervisor;
         positive(p, "supervisor.restart_window", s.restart_window);
-        positive(p, "supervisor.backoff_min", s.backoff_min);
-        not_above(
-            p,
-            "supervisor.backoff_min",
-            s.backoff_min,
-            "supervisor.backoff_max",
-            s.backoff_max,
-        );
-        positive(p, "supervisor.ping_interval", s.ping_interval);
-        positive(p, "supervisor.ping_timeout", s.ping_timeout);
-        less_than(
-            p,
-            "supervisor.ping_timeout",
-            s.ping_timeout,
-            "supervisor.ping_interval",
-            s.ping_interval,
-        );
+        backoff_range(p, "supervisor.backoff", s.backoff_min, s.backoff_max);
+        ping_settings(p, "supervisor", s.ping_interval, s.ping_timeout);
         at_least_one(
             p,
             "supervisor.max_missed_pings",
@@ -369,6 +297,57 @@ fn check_proxy_url(url: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// `{key}.name` is a valid name not yet in `seen` (of apps or of shops), and is added to it.
+fn check_unique_name<'a>(
+    p: &mut Problems,
+    key: &str,
+    kind: &str,
+    name: &'a str,
+    seen: &mut HashSet<&'a str>,
+) {
+    let key = format!("{key}.name");
+    check_name(p, &key, name);
+    if !seen.insert(name) {
+        p.push((
+            key,
+            format!("{kind} name {name:?} is used twice; names must be unique"),
+        ));
+    }
+}
+
+fn check_base_url(url: &str) -> Result<(), String> {
+    let lower = url.to_ascii_lowercase();
+    let rest = lower
+        .strip_prefix("http://")
+        .or_else(|| lower.strip_prefix("https://"));
+    if rest.is_none_or(|r| r.is_empty() || r.starts_with('/')) {
+        return Err(format!(
+            "{url:?} is not a URL: expected http://host… or https://host…"
+        ));
+    }
+    Ok(())
+}
+
+/// At least one stream, none listed twice.
+fn check_streams(p: &mut Problems, key: &str, streams: &[Stream]) {
+    if streams.is_empty() {
+        p.push((
+            format!("{key}.streams"),
+            "list at least one of orders, products, aftersales (or remove the key for all)"
+                .to_string(),
+        ));
+    }
+    let mut seen = HashSet::new();
+    for s in streams {
+        if !seen.insert(*s) {
+            p.push((
+                format!("{key}.streams"),
+                format!("{} is listed twice", s.as_str()),
+            ));
+        }
+    }
+}
+
 fn check_name(p: &mut Problems, key: &str, name: &str) {
     let ok = !name.is_empty()
         && name
@@ -395,6 +374,23 @@ fn at_least_one(p: &mut Problems, key: &str, n: u64) {
     if n == 0 {
         p.push((key.to_string(), "must be at least 1".to_string()));
     }
+}
+
+/// `{prefix}_min` is longer than zero and not longer than `{prefix}_max`.
+fn backoff_range(p: &mut Problems, prefix: &str, min: Duration, max: Duration) {
+    let min_key = format!("{prefix}_min");
+    positive(p, &min_key, min);
+    not_above(p, &min_key, min, &format!("{prefix}_max"), max);
+}
+
+/// `{section}.ping_interval` and `{section}.ping_timeout` are longer than zero, and a ping
+/// times out before the next one is due.
+fn ping_settings(p: &mut Problems, section: &str, interval: Duration, timeout: Duration) {
+    let interval_key = format!("{section}.ping_interval");
+    let timeout_key = format!("{section}.ping_timeout");
+    positive(p, &interval_key, interval);
+    positive(p, &timeout_key, timeout);
+    less_than(p, &timeout_key, timeout, &interval_key, interval);
 }
 
 fn less_than(p: &mut Problems, key: &str, d: Duration, other_key: &str, other: Duration) {

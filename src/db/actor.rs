@@ -4,6 +4,10 @@
 //! instance) and each ping run in spawned tasks bounded by deadlines, and report back by message.
 //! So a hung or absent database never makes this actor miss the supervisor's pings, and a database
 //! that is down at boot or later is a `fail` in `/health`, not a crash.
+//!
+//! Owns: [`DbActor`] (setup with backoff, the ping on `database.ping_interval`, this daemon's row
+//! in `daemon_instances`) and [`Instance`]. Must not: await the database in a message handler, or
+//! start a wait without a deadline (invariant 4).
 
 use std::time::Duration;
 
@@ -104,92 +108,118 @@ impl Actor for DbActor {
             DbMsg::Ping(reply) => {
                 let _ = reply.send(());
             }
-            DbMsg::Setup => {
-                if state.setup_running || state.ready {
-                    return Ok(());
+            DbMsg::Setup => state.start_setup(myself),
+            DbMsg::SetupDone(result) => state.setup_done(myself, result)?,
+            DbMsg::Probe => state.start_probe(myself),
+            DbMsg::ProbeDone(result) => state.probe_done(myself, result)?,
+        }
+        Ok(())
+    }
+}
+
+impl DbState {
+    /// Runs [`setup`] in a task that reports back with [`DbMsg::SetupDone`]; not while one runs
+    /// or once it succeeded.
+    fn start_setup(&mut self, myself: ActorRef<DbMsg>) {
+        if self.setup_running || self.ready {
+            return;
+        }
+        self.setup_running = true;
+        let args = self.args.clone();
+        tokio::spawn(async move {
+            let result = setup(&args).await;
+            let _ = myself.send_message(DbMsg::SetupDone(result));
+        });
+    }
+
+    /// Success: ready, migrations marked applied, reachability published at once. Failure: the
+    /// error in the health snapshot and another setup after a backoff.
+    fn setup_done(
+        &mut self,
+        myself: ActorRef<DbMsg>,
+        result: Result<Vec<String>, DbError>,
+    ) -> Result<(), ActorProcessingErr> {
+        self.setup_running = false;
+        match result {
+            Ok(applied) => {
+                self.ready = true;
+                self.setup_failures = 0;
+                if applied.is_empty() {
+                    tracing::info!("database schema is up to date");
+                } else {
+                    tracing::info!(migrations = ?applied, "applied database migrations");
                 }
-                state.setup_running = true;
-                let args = state.args.clone();
-                tokio::spawn(async move {
-                    let result = setup(&args).await;
-                    let _ = myself.send_message(DbMsg::SetupDone(result));
-                });
+                self.args.health.update_db(|h| h.migrations_applied = true);
+                // Publish reachability now rather than at the next interval.
+                myself.send_message(DbMsg::Probe)?;
             }
-            DbMsg::SetupDone(result) => {
-                state.setup_running = false;
-                match result {
-                    Ok(applied) => {
-                        state.ready = true;
-                        state.setup_failures = 0;
-                        if applied.is_empty() {
-                            tracing::info!("database schema is up to date");
-                        } else {
-                            tracing::info!(migrations = ?applied, "applied database migrations");
-                        }
-                        state.args.health.update_db(|h| h.migrations_applied = true);
-                        // Publish reachability now rather than at the next interval.
-                        myself.send_message(DbMsg::Probe)?;
-                    }
-                    Err(e) => {
-                        state.setup_failures += 1;
-                        let cfg = state.args.db.config();
-                        let delay =
-                            Backoff::new(cfg.retry_min, cfg.retry_max).delay(state.setup_failures);
-                        tracing::warn!(error = %e, retry_in = ?delay, "database setup failed; will retry");
-                        state.args.health.update_db(|h| {
-                            h.reachable = false;
-                            h.last_error = Some(e.to_string());
-                            h.checked_at = Utc::now();
-                        });
-                        myself.send_after(delay, || DbMsg::Setup);
-                    }
-                }
-            }
-            DbMsg::Probe => {
-                if state.probe_running {
-                    return Ok(());
-                }
-                state.probe_running = true;
-                let args = state.args.clone();
-                let ready = state.ready;
-                tokio::spawn(async move {
-                    let result = probe(&args, ready).await;
-                    let _ = myself.send_message(DbMsg::ProbeDone(result));
-                });
-            }
-            DbMsg::ProbeDone(result) => {
-                state.probe_running = false;
-                let stats = state.args.db.stats();
-                let reachable = result.is_ok();
-                match (&result, state.was_reachable) {
-                    (Ok(_), Some(false)) => tracing::info!("database reachable again"),
-                    (Err(e), Some(true) | None) => {
-                        tracing::warn!(error = %e, "database unreachable")
-                    }
-                    _ => {}
-                }
-                state.was_reachable = Some(reachable);
-                state.args.health.update_db(|h| {
+            Err(e) => {
+                self.setup_failures += 1;
+                let cfg = self.args.db.config();
+                let delay = Backoff::new(cfg.retry_min, cfg.retry_max).delay(self.setup_failures);
+                tracing::warn!(error = %e, retry_in = ?delay, "database setup failed; will retry");
+                self.args.health.update_db(|h| {
+                    h.reachable = false;
+                    h.last_error = Some(e.to_string());
                     h.checked_at = Utc::now();
-                    h.pool = stats;
-                    match result {
-                        Ok(latency) => {
-                            h.reachable = true;
-                            h.ping_latency = Some(latency);
-                            h.last_error = None;
-                        }
-                        Err(e) => {
-                            h.reachable = false;
-                            h.ping_latency = None;
-                            h.last_error = Some(e.to_string());
-                        }
-                    }
                 });
-                // The setup may have been waiting for the database; retry it now it answers.
-                if reachable && !state.ready && !state.setup_running {
-                    myself.send_message(DbMsg::Setup)?;
+                myself.send_after(delay, || DbMsg::Setup);
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs [`probe`] in a task that reports back with [`DbMsg::ProbeDone`]; not while one runs.
+    fn start_probe(&mut self, myself: ActorRef<DbMsg>) {
+        if self.probe_running {
+            return;
+        }
+        self.probe_running = true;
+        let args = self.args.clone();
+        let ready = self.ready;
+        tokio::spawn(async move {
+            let result = probe(&args, ready).await;
+            let _ = myself.send_message(DbMsg::ProbeDone(result));
+        });
+    }
+
+    /// Publishes the ping's outcome and the pool stats, logs changes of reachability, and
+    /// retries a pending setup once the database answers.
+    fn probe_done(
+        &mut self,
+        myself: ActorRef<DbMsg>,
+        result: Result<Duration, DbError>,
+    ) -> Result<(), ActorProcessingErr> {
+        self.probe_running = false;
+        let stats = self.args.db.stats();
+        let reachable = result.is_ok();
+        match (&result, self.was_reachable) {
+            (Ok(_), Some(false)) => tracing::info!("database reachable again"),
+            (Err(e), Some(true) | None) => {
+                tracing::warn!(error = %e, "database unreachable")
+            }
+            _ => {}
+        }
+        self.was_reachable = Some(reachable);
+        self.args.health.update_db(|h| {
+            h.checked_at = Utc::now();
+            h.pool = stats;
+            match result {
+                Ok(latency) => {
+                    h.reachable = true;
+                    h.ping_latency = Some(latency);
+                    h.last_error = None;
+                }
+                Err(e) => {
+                    h.reachable = false;
+                    h.ping_latency = None;
+                    h.last_error = Some(e.to_string());
                 }
             }
+        });
+        // The setup may have been waiting for the database; retry it now it answers.
+        if reachable && !self.ready && !self.setup_running {
+            myself.send_message(DbMsg::Setup)?;
         }
         Ok(())
     }

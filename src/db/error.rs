@@ -1,4 +1,8 @@
 //! Database errors with a class the caller can act on.
+//!
+//! Owns: [`DbError`] and its classes (unavailable, saturated, deadline, lease lost, …) and the
+//! mapping of diesel's errors onto them. Must not: carry the database password or a
+//! connection string in a message (invariant 7).
 
 use std::time::Duration;
 

@@ -1,4 +1,8 @@
 //! The schema: migrations embedded in the binary, applied at start and by `temu-sync migrate`.
+//!
+//! Owns: [`MIGRATIONS`] and [`run_pending`], on a connection of its own (not a pooled one) and
+//! off the async workers (diesel's harness is blocking). Must not: run a migration outside its
+//! own transaction.
 
 use diesel_async::AsyncMigrationHarness;
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};

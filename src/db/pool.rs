@@ -4,7 +4,7 @@
 //! Owns: the pool (built by the database actor and swapped in on a restart), checkout accounting
 //! (checkouts, returns, timeouts, connections held past the leak threshold) and
 //! [`Database::transaction`]. Must not: hold a connection beyond one unit of work, or keep a
-//! connection whose transaction was interrupted (see invariant 5 in the architecture doc).
+//! connection whose transaction was interrupted (invariant 5).
 
 use std::collections::HashMap;
 use std::ops::{Deref, DerefMut};

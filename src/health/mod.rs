@@ -395,6 +395,22 @@ fn db_checks(db: &DbHealth) -> Vec<Check> {
 }
 
 #[cfg(test)]
+impl Health {
+    /// A snapshot whose every check passes: the database reachable and migrated, the `db` child
+    /// running (for unit tests of what reads the snapshot).
+    pub(crate) fn passing(service_id: &str) -> Health {
+        let health = Health::new(service_id);
+        health.update_db(|db| {
+            db.reachable = true;
+            db.migrations_applied = true;
+            db.last_error = None;
+        });
+        health.update_child("db", |c| c.state = ChildState::Running);
+        health
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -435,13 +451,7 @@ mod tests {
 
     #[test]
     fn worst_check_wins() {
-        let health = Health::new("test");
-        health.update_db(|db| {
-            db.reachable = true;
-            db.migrations_applied = true;
-            db.last_error = None;
-        });
-        health.update_child("db", |c| c.state = ChildState::Running);
+        let health = Health::passing("test");
         assert_eq!(health.report().status, Status::Pass);
         health.update_child("temu", |c| {
             c.state = ChildState::Restarting {

@@ -1,9 +1,11 @@
-//! The HTTP endpoint: health probes now; status, metrics and control routes later.
+//! The HTTP endpoint: the health probes and `/metrics`, and the routes other components add to
+//! its table (the sync's `/status` and `POST /sync/…`, in [`crate::sync::control`]).
 //!
 //! Owns: the hyper 1 HTTP/1.1 server the daemon runs on a thread and runtime of its own (not an
 //! actor; see `thread.rs`). It reads the
-//! [`Health`](crate::health::Health) snapshot, asks the supervisor whether it is alive through the
-//! [`HttpContext::liveness`] callback, and will send triggers to sync actors.
+//! [`Health`](crate::health::Health) snapshot and asks the supervisor whether it is alive through
+//! the [`HttpContext::liveness`] callback; triggers reach the sync through the handlers that
+//! `crate::sync::control` adds.
 //!
 //! Layout, one concern per file:
 //! - `server.rs`: accept loop, connection cap, header read timeout, graceful drain;
@@ -11,7 +13,7 @@
 //! - `pipeline.rs`: per request — request id, routing, rate limit, deadline, panic → 500, logging,
 //!   `X-Request-Id` / `X-Process-Time`;
 //! - `router.rs`: the route table ([`Router`]) and what a handler gets ([`Req`]);
-//! - `routes.rs`: the routes themselves (`/health`, `/livez`, `/readyz`, `/metrics`) — add new ones here;
+//! - `routes.rs`: the built-in routes (`/health`, `/livez`, `/readyz`, `/metrics`);
 //! - `problem.rs`: [`ApiError`] classes and `application/problem+json`;
 //! - `rate_limit.rs`: the per-client-IP limit.
 //!

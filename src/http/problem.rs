@@ -95,54 +95,36 @@ struct ProblemBody<'a> {
 impl ApiError {
     /// The status code of this class.
     pub fn status(&self) -> StatusCode {
-        match self {
-            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
-            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
-            ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::Conflict(_) => StatusCode::CONFLICT,
-            ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::DatabaseUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::Upstream(_) | ApiError::DeadlineExceeded(_) => StatusCode::GATEWAY_TIMEOUT,
-            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        }
+        self.class().0
     }
 
     /// The problem `type` URI of this class (stable; clients may switch on it).
     pub fn problem_type(&self) -> &'static str {
-        match self {
-            ApiError::BadRequest(_) => "urn:temu-sync:problem:bad-request",
-            ApiError::Unauthorized(_) => "urn:temu-sync:problem:unauthorized",
-            ApiError::Forbidden(_) => "urn:temu-sync:problem:forbidden",
-            ApiError::NotFound(_) => "urn:temu-sync:problem:not-found",
-            ApiError::MethodNotAllowed { .. } => "urn:temu-sync:problem:method-not-allowed",
-            ApiError::Conflict(_) => "urn:temu-sync:problem:conflict",
-            ApiError::PayloadTooLarge { .. } => "urn:temu-sync:problem:payload-too-large",
-            ApiError::RateLimited { .. } => "urn:temu-sync:problem:rate-limited",
-            ApiError::DatabaseUnavailable(_) => "urn:temu-sync:problem:database-unavailable",
-            ApiError::Upstream(_) => "urn:temu-sync:problem:upstream",
-            ApiError::DeadlineExceeded(_) => "urn:temu-sync:problem:deadline-exceeded",
-            ApiError::Internal(_) => "urn:temu-sync:problem:internal",
-        }
+        self.class().1
     }
 
     /// The short, fixed `title` of this class.
     pub fn title(&self) -> &'static str {
+        self.class().2
+    }
+
+    /// One row per class: its status code, problem `type` URI and `title`.
+    #[rustfmt::skip]
+    fn class(&self) -> (StatusCode, &'static str, &'static str) {
+        use StatusCode as S;
         match self {
-            ApiError::BadRequest(_) => "Bad request",
-            ApiError::Unauthorized(_) => "Unauthorized",
-            ApiError::Forbidden(_) => "Forbidden",
-            ApiError::NotFound(_) => "Not found",
-            ApiError::MethodNotAllowed { .. } => "Method not allowed",
-            ApiError::Conflict(_) => "Conflict",
-            ApiError::PayloadTooLarge { .. } => "Payload too large",
-            ApiError::RateLimited { .. } => "Too many requests",
-            ApiError::DatabaseUnavailable(_) => "Database unavailable",
-            ApiError::Upstream(_) => "Upstream failure",
-            ApiError::DeadlineExceeded(_) => "Request deadline exceeded",
-            ApiError::Internal(_) => "Internal server error",
+            ApiError::BadRequest(_) => (S::BAD_REQUEST, "urn:temu-sync:problem:bad-request", "Bad request"),
+            ApiError::Unauthorized(_) => (S::UNAUTHORIZED, "urn:temu-sync:problem:unauthorized", "Unauthorized"),
+            ApiError::Forbidden(_) => (S::FORBIDDEN, "urn:temu-sync:problem:forbidden", "Forbidden"),
+            ApiError::NotFound(_) => (S::NOT_FOUND, "urn:temu-sync:problem:not-found", "Not found"),
+            ApiError::MethodNotAllowed { .. } => (S::METHOD_NOT_ALLOWED, "urn:temu-sync:problem:method-not-allowed", "Method not allowed"),
+            ApiError::Conflict(_) => (S::CONFLICT, "urn:temu-sync:problem:conflict", "Conflict"),
+            ApiError::PayloadTooLarge { .. } => (S::PAYLOAD_TOO_LARGE, "urn:temu-sync:problem:payload-too-large", "Payload too large"),
+            ApiError::RateLimited { .. } => (S::TOO_MANY_REQUESTS, "urn:temu-sync:problem:rate-limited", "Too many requests"),
+            ApiError::DatabaseUnavailable(_) => (S::SERVICE_UNAVAILABLE, "urn:temu-sync:problem:database-unavailable", "Database unavailable"),
+            ApiError::Upstream(_) => (S::GATEWAY_TIMEOUT, "urn:temu-sync:problem:upstream", "Upstream failure"),
+            ApiError::DeadlineExceeded(_) => (S::GATEWAY_TIMEOUT, "urn:temu-sync:problem:deadline-exceeded", "Request deadline exceeded"),
+            ApiError::Internal(_) => (S::INTERNAL_SERVER_ERROR, "urn:temu-sync:problem:internal", "Internal server error"),
         }
     }
 

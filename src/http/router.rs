@@ -3,7 +3,8 @@
 //! Owns: [`Router`] (registration and matching, `{param}` path segments, automatic `HEAD` for `GET`
 //! routes, the `Allow` list for 405), [`Req`] (what a handler gets) and the handler types.
 //!
-//! Must not: know about any particular route (those live in `routes.rs`), do I/O, or log. Matching
+//! Must not: know about any particular route (the built-in ones live in `routes.rs`, the others
+//! with the components that add them), do I/O, or log. Matching
 //! is exact and case-sensitive; a trailing slash is a different path.
 
 use std::future::Future;

@@ -1,7 +1,8 @@
 //! The built-in routes: the health probes `/health`, `/livez` and `/readyz`, and `/metrics`.
 //!
 //! Owns: the handlers of the probe routes and [`Router::standard`], the table the daemon serves.
-//! New routes (`/status`, `POST /sync/{shop}/{stream}`) are added here.
+//! Routes of other components are added to that table by their owners (the sync's `/status` and
+//! `POST /sync/…` by `crate::sync::control::routes`).
 //!
 //! Must not: wait on the database, the Temu API or an actor from `/health` or `/readyz` (invariant 6:
 //! they read the in-memory snapshot and nothing else). `/livez` waits on the liveness probe, always

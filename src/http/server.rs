@@ -12,6 +12,7 @@
 
 use std::convert::Infallible;
 use std::io;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,8 +20,8 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::{JoinError, JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
@@ -53,15 +54,60 @@ pub(crate) async fn run(
     let config = &shared.ctx.config;
     let max_connections = config.max_connections.max(1);
     let slots = Arc::new(Semaphore::new(max_connections));
+    let builder = http1_builder(config.header_read_timeout);
+    let _pruner = spawn_pruner(&shared, &shutdown);
 
+    tracing::info!(
+        address = %local,
+        max_connections,
+        request_timeout_ms = config.request_timeout.as_millis() as u64,
+        header_read_timeout_ms = config.header_read_timeout.as_millis() as u64,
+        "HTTP endpoint listening"
+    );
+
+    let graceful = GracefulShutdown::new();
+    let mut connections: JoinSet<()> = JoinSet::new();
+    while let Some((permit, stream, peer)) = accept_next(&listener, &slots, &shutdown).await {
+        while let Some(finished) = connections.try_join_next() {
+            log_connection_end(finished);
+        }
+        if let Err(err) = stream.set_nodelay(true) {
+            tracing::debug!(error = %err, %peer, "could not set TCP_NODELAY");
+        }
+        let service_state = shared.clone();
+        let service = service_fn(move |request| {
+            let shared = service_state.clone();
+            async move { Ok::<_, Infallible>(pipeline::handle(shared, peer, request).await) }
+        });
+        let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
+        connections.spawn(async move {
+            let _slot = permit;
+            if let Err(err) = connection.await {
+                // Header read timeouts, resets, malformed requests: the client's problem, not ours.
+                tracing::debug!(error = %err, %peer, "connection ended with an error");
+            }
+        });
+    }
+    drain(listener, graceful, connections, drain_timeout).await;
+    Ok(())
+}
+
+/// HTTP/1 with keep-alive, `header_read_timeout` (which also bounds an idle keep-alive
+/// connection) and the read-buffer cap.
+fn http1_builder(header_read_timeout: Duration) -> http1::Builder {
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())
-        .header_read_timeout(config.header_read_timeout)
+        .header_read_timeout(header_read_timeout)
         .keep_alive(true)
         .max_buf_size(MAX_BUF_SIZE);
+    builder
+}
 
-    let _pruner = shared.limiter.is_some().then(|| {
+/// The task that prunes the rate limiter's key store every [`PRUNE_INTERVAL`] until
+/// `shutdown`; `None` without a rate limiter.
+fn spawn_pruner(shared: &Arc<Shared>, shutdown: &CancellationToken) -> Option<AbortOnDrop> {
+    shared.limiter.is_some().then(|| {
         let shared = shared.clone();
         let stop = shutdown.clone();
         AbortOnDrop(tokio::spawn(async move {
@@ -78,70 +124,51 @@ pub(crate) async fn run(
                 }
             }
         }))
-    });
+    })
+}
 
-    tracing::info!(
-        address = %local,
-        max_connections,
-        request_timeout_ms = config.request_timeout.as_millis() as u64,
-        header_read_timeout_ms = config.header_read_timeout.as_millis() as u64,
-        "HTTP endpoint listening"
-    );
-
-    let graceful = GracefulShutdown::new();
-    let mut connections: JoinSet<()> = JoinSet::new();
+/// The next connection with the slot it holds; `None` once `shutdown` is cancelled. A free slot
+/// is taken first, so beyond the cap connections wait in the kernel backlog. Accept errors are
+/// logged and retried (after [`ACCEPT_ERROR_BACKOFF`] unless they concern one connection only).
+async fn accept_next(
+    listener: &TcpListener,
+    slots: &Arc<Semaphore>,
+    shutdown: &CancellationToken,
+) -> Option<(OwnedSemaphorePermit, TcpStream, SocketAddr)> {
     loop {
-        // A free slot first: beyond the cap, connections wait in the kernel backlog.
         let permit = tokio::select! {
             biased;
-            _ = shutdown.cancelled() => break,
-            permit = slots.clone().acquire_owned() => match permit {
-                Ok(permit) => permit,
-                Err(_closed) => break,
-            },
+            _ = shutdown.cancelled() => return None,
+            permit = slots.clone().acquire_owned() => permit.ok()?,
         };
-        let (stream, peer) = tokio::select! {
+        let err = tokio::select! {
             biased;
-            _ = shutdown.cancelled() => break,
+            _ = shutdown.cancelled() => return None,
             accepted = listener.accept() => match accepted {
-                Ok(pair) => pair,
-                Err(err) => {
-                    if is_connection_error(&err) {
-                        tracing::debug!(error = %err, "accept: connection failed before it was accepted");
-                    } else {
-                        tracing::warn!(error = %err, "accept failed; retrying shortly");
-                        tokio::select! {
-                            _ = shutdown.cancelled() => break,
-                            _ = tokio::time::sleep(ACCEPT_ERROR_BACKOFF) => {}
-                        }
-                    }
-                    continue;
-                }
+                Ok((stream, peer)) => return Some((permit, stream, peer)),
+                Err(err) => err,
             },
         };
-        while let Some(finished) = connections.try_join_next() {
-            log_connection_end(finished);
-        }
-        if let Err(err) = stream.set_nodelay(true) {
-            tracing::debug!(error = %err, %peer, "could not set TCP_NODELAY");
-        }
-
-        let service_state = shared.clone();
-        let service = service_fn(move |request| {
-            let shared = service_state.clone();
-            async move { Ok::<_, Infallible>(pipeline::handle(shared, peer, request).await) }
-        });
-        let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
-        connections.spawn(async move {
-            let _slot = permit;
-            if let Err(err) = connection.await {
-                // Header read timeouts, resets, malformed requests: the client's problem, not ours.
-                tracing::debug!(error = %err, %peer, "connection ended with an error");
+        if is_connection_error(&err) {
+            tracing::debug!(error = %err, "accept: connection failed before it was accepted");
+        } else {
+            tracing::warn!(error = %err, "accept failed; retrying shortly");
+            tokio::select! {
+                _ = shutdown.cancelled() => return None,
+                _ = tokio::time::sleep(ACCEPT_ERROR_BACKOFF) => {}
             }
-        });
+        }
     }
+}
 
-    // Stop accepting: connections still in the backlog are refused by the kernel.
+/// Stops accepting (connections still in the backlog are refused by the kernel), lets in-flight
+/// requests finish within `drain_timeout`, then drops what is left.
+async fn drain(
+    listener: TcpListener,
+    graceful: GracefulShutdown,
+    mut connections: JoinSet<()>,
+    drain_timeout: Duration,
+) {
     drop(listener);
     let open = graceful.count();
     tracing::info!(
@@ -157,7 +184,6 @@ pub(crate) async fn run(
         ),
     }
     connections.shutdown().await;
-    Ok(())
 }
 
 /// Accept errors that concern only the connection being accepted.

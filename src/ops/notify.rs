@@ -339,13 +339,7 @@ mod tests {
 
     #[test]
     fn status_line_names_the_problems_and_ignores_ticking_numbers() {
-        let health = Health::new("t");
-        health.update_db(|db| {
-            db.reachable = true;
-            db.migrations_applied = true;
-            db.last_error = None;
-        });
-        health.update_child("db", |c| c.state = ChildState::Running);
+        let health = Health::passing("t");
         assert_eq!(status_line(&health.report()), "pass: 3 checks pass");
         health.update_db(|db| {
             db.reachable = false;

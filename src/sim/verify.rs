@@ -1,10 +1,12 @@
 //! Checking a database against the simulator's ground truth: every record present, at its
 //! latest version, with all its child rows, and nothing extra. Used by `temu-sync demo`, the
 //! end-to-end tests and the benchmarks.
+//!
+//! Owns: [`compare`] and [`Diff`], one step per stream. Must not: write to the database.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::GroundTruth;
+use super::{GroundTruth, ShopTruth};
 
 /// Differences between the database and the simulator's ground truth.
 #[derive(Debug, Default)]
@@ -47,19 +49,53 @@ pub async fn compare(
 ) -> Result<Diff, tokio_postgres::Error> {
     let mut diff = Diff::default();
     for (shop, t) in &truth.shops {
-        // Orders: every one present, at its latest update time and status, with all its items.
-        let rows = client
-            .query(
+        let mut check = ShopCheck {
+            client,
+            shop,
+            diff: &mut diff,
+        };
+        check.orders(t).await?;
+        check.products(t).await?;
+        check.aftersales(t).await?;
+    }
+    Ok(diff)
+}
+
+/// One shop's comparison, adding to the [`Diff`] of all shops.
+struct ShopCheck<'a> {
+    client: &'a tokio_postgres::Client,
+    shop: &'a str,
+    diff: &'a mut Diff,
+}
+
+impl ShopCheck<'_> {
+    /// The rows of `sql`, whose one parameter is the shop's name.
+    async fn rows(&self, sql: &str) -> Result<Vec<tokio_postgres::Row>, tokio_postgres::Error> {
+        self.client.query(sql, &[&self.shop]).await
+    }
+
+    /// What the database holds and the truth does not (`kind` as in `shop/order/sn`).
+    fn extra<'k>(&mut self, kind: &str, keys: impl Iterator<Item = &'k String>) {
+        let shop = self.shop;
+        self.diff
+            .extra
+            .extend(keys.map(|k| format!("{shop}/{kind}/{k}")));
+    }
+
+    /// Orders: every one present, at its latest update time and status, with all its items.
+    async fn orders(&mut self, t: &ShopTruth) -> Result<(), tokio_postgres::Error> {
+        let rows = self
+            .rows(
                 "SELECT o.parent_order_sn, extract(epoch from o.updated_at)::bigint, o.status, \
                  (SELECT count(*) FROM order_items i WHERE i.order_id = o.id) \
                  FROM orders o JOIN shops s ON s.id = o.shop_id WHERE s.name = $1",
-                &[shop],
             )
             .await?;
         let mut db_orders: BTreeMap<String, (i64, Option<i32>, i64)> = BTreeMap::new();
         for r in &rows {
             db_orders.insert(r.get(0), (r.get(1), r.get(2), r.get(3)));
         }
+        let (shop, diff) = (self.shop, &mut *self.diff);
         for (sn, item) in &t.orders {
             diff.checked += 1;
             let parent = &item["parentOrderMap"];
@@ -81,15 +117,16 @@ pub async fn compare(
                 }
             }
         }
-        diff.extra
-            .extend(db_orders.keys().map(|k| format!("{shop}/order/{k}")));
+        self.extra("order", db_orders.keys());
+        Ok(())
+    }
 
-        // Products: the listed/delisted set, not soft-removed.
-        let rows = client
-            .query(
+    /// Products: the listed/delisted set, not soft-removed.
+    async fn products(&mut self, t: &ShopTruth) -> Result<(), tokio_postgres::Error> {
+        let rows = self
+            .rows(
                 "SELECT p.goods_id FROM products p JOIN shops s ON s.id = p.shop_id \
                  WHERE s.name = $1 AND p.removed_at IS NULL",
-                &[shop],
             )
             .await?;
         let mut db_products: BTreeSet<String> =
@@ -98,24 +135,27 @@ pub async fn compare(
             if p["goodsStatus"].as_i64() != Some(1) {
                 continue;
             }
-            diff.checked += 1;
+            self.diff.checked += 1;
             if !db_products.remove(id) {
-                diff.missing.push(format!("{shop}/product/{id}"));
+                let missing = format!("{}/product/{id}", self.shop);
+                self.diff.missing.push(missing);
             }
         }
-        diff.extra
-            .extend(db_products.iter().map(|k| format!("{shop}/product/{k}")));
+        self.extra("product", db_products.iter());
+        Ok(())
+    }
 
-        // After-sales.
-        let rows = client
-            .query(
+    /// After-sales: every case present at its latest update time.
+    async fn aftersales(&mut self, t: &ShopTruth) -> Result<(), tokio_postgres::Error> {
+        let rows = self
+            .rows(
                 "SELECT a.parent_after_sales_sn, extract(epoch from a.updated_at)::bigint \
                  FROM aftersales a JOIN shops s ON s.id = a.shop_id WHERE s.name = $1",
-                &[shop],
             )
             .await?;
         let mut db_after: BTreeMap<String, i64> =
             rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+        let (shop, diff) = (self.shop, &mut *self.diff);
         for (sn, a) in &t.aftersales {
             diff.checked += 1;
             let updated = a["updateAt"].as_i64().unwrap_or_default();
@@ -125,8 +165,7 @@ pub async fn compare(
                 Some(_) => {}
             }
         }
-        diff.extra
-            .extend(db_after.keys().map(|k| format!("{shop}/aftersale/{k}")));
+        self.extra("aftersale", db_after.keys());
+        Ok(())
     }
-    Ok(diff)
 }

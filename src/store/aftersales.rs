@@ -9,7 +9,6 @@
 use super::RawJson;
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use diesel::upsert::excluded;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
 use super::records::AfterSalesRecord;
@@ -30,6 +29,21 @@ struct NewAfterSales<'a> {
     raw: &'a RawJson,
 }
 
+impl<'a> NewAfterSales<'a> {
+    fn new(shop_id: i64, r: &'a AfterSalesRecord) -> Self {
+        Self {
+            shop_id,
+            parent_after_sales_sn: &r.parent_after_sales_sn,
+            parent_order_sn: r.parent_order_sn.as_deref(),
+            status_group: r.status_group,
+            type_: r.kind,
+            created_at_temu: r.created_at_temu,
+            updated_at: r.updated_at,
+            raw: &r.raw,
+        }
+    }
+}
+
 /// Upserts a batch of one shop's after-sales cases; older or identical records change nothing
 /// (`unchanged`), and within the batch the newest record per `parent_after_sales_sn` wins.
 pub async fn upsert_aftersales(
@@ -47,16 +61,7 @@ pub async fn upsert_aftersales(
     );
     let rows: Vec<NewAfterSales<'_>> = batch
         .iter()
-        .map(|r| NewAfterSales {
-            shop_id,
-            parent_after_sales_sn: &r.parent_after_sales_sn,
-            parent_order_sn: r.parent_order_sn.as_deref(),
-            status_group: r.status_group,
-            type_: r.kind,
-            created_at_temu: r.created_at_temu,
-            updated_at: r.updated_at,
-            raw: &r.raw,
-        })
+        .map(|r| NewAfterSales::new(shop_id, r))
         .collect();
     let flags: Vec<bool> = on_conflict_where(
         diesel::insert_into(aftersales::table)
@@ -64,19 +69,12 @@ pub async fn upsert_aftersales(
             .on_conflict((aftersales::shop_id, aftersales::parent_after_sales_sn))
             .do_update()
             .set((
-                aftersales::parent_order_sn.eq(excluded(aftersales::parent_order_sn)),
-                aftersales::status_group.eq(excluded(aftersales::status_group)),
-                aftersales::type_.eq(excluded(aftersales::type_)),
-                aftersales::created_at_temu.eq(excluded(aftersales::created_at_temu)),
-                aftersales::updated_at.eq(excluded(aftersales::updated_at)),
-                aftersales::raw.eq(excluded(aftersales::raw)),
+                incoming!(aftersales:
+                    parent_order_sn, status_group, type_, created_at_temu, updated_at, raw,
+                ),
                 aftersales::last_synced_at.eq(diesel::dsl::now),
             )),
-        aftersales::updated_at
-            .lt(excluded(aftersales::updated_at))
-            .or(aftersales::updated_at
-                .eq(excluded(aftersales::updated_at))
-                .and(aftersales::raw.is_distinct_from(excluded(aftersales::raw)))),
+        newer_or_changed_version!(aftersales),
     )
     .returning(inserted_flag())
     .get_results(conn)

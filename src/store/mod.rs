@@ -13,6 +13,28 @@
 //! transaction is fine), call the Temu API, sleep, or decide policy (when to park, retry or take
 //! a lease over is the sync engine's call).
 
+/// The `ON CONFLICT … DO UPDATE … WHERE` of a record versioned by Temu's update time: the
+/// stored row of `$table` is replaced only by a strictly newer version, or by a different body
+/// with the same update time — never by an older one (invariant 2). `$table` needs
+/// `updated_at` and `raw` columns.
+macro_rules! newer_or_changed_version {
+    ($table:ident) => {
+        $table::updated_at
+            .lt(diesel::upsert::excluded($table::updated_at))
+            .or($table::updated_at
+                .eq(diesel::upsert::excluded($table::updated_at))
+                .and($table::raw.is_distinct_from(diesel::upsert::excluded($table::raw))))
+    };
+}
+
+/// `SET column = EXCLUDED.column, …` for these columns of `$table`: the part of an
+/// `ON CONFLICT … DO UPDATE` that takes them from the incoming row.
+macro_rules! incoming {
+    ($table:ident: $($column:ident),+ $(,)?) => {
+        ($($table::$column.eq(diesel::upsert::excluded($table::$column)),)+)
+    };
+}
+
 pub mod aftersales;
 pub mod orders;
 pub mod products;
@@ -105,6 +127,45 @@ where
         }
     }
     out
+}
+
+/// A parent row an upsert inserted or replaced: `RETURNING (id, natural key, xmax = 0)`.
+type ChangedRow = (i64, String, bool);
+
+/// The children of the parents in `batch` that the upsert inserted or replaced (`changed`), each
+/// with its parent's id; one per child key, as last listed (a child listed twice, in one parent
+/// or in two, is stored once).
+fn children_of_changed<'a, P, C>(
+    batch: &[&'a P],
+    changed: &[ChangedRow],
+    parent_key: impl Fn(&P) -> &str,
+    children: impl Fn(&'a P) -> &'a [C],
+    child_key: impl Fn(&C) -> &str,
+) -> Vec<(i64, &'a C)> {
+    let ids: std::collections::HashMap<&str, i64> = changed
+        .iter()
+        .map(|(id, key, _)| (key.as_str(), *id))
+        .collect();
+    let all: Vec<(i64, &'a C)> = batch
+        .iter()
+        .filter_map(|r| ids.get(parent_key(r)).map(|id| (*id, *r)))
+        .flat_map(|(id, r)| children(r).iter().map(move |c| (id, c)))
+        .collect();
+    newest_per_key(&all, |(_, c)| child_key(c), |_, _| false)
+        .into_iter()
+        .copied()
+        .collect()
+}
+
+/// The longest error message kept in `sync_state.last_error` and `sync_runs.error_message`.
+const MAX_ERROR_CHARS: usize = 4000;
+
+/// At most `max_chars` characters, without NUL (which `text` cannot hold).
+fn bounded_text(s: &str, max_chars: usize) -> String {
+    s.chars()
+        .take(max_chars)
+        .map(|c| if c == '\0' { '\u{FFFD}' } else { c })
+        .collect()
 }
 
 /// Adds `WHERE predicate` to an `ON CONFLICT … DO UPDATE` (diesel's `FilterDsl` for insert

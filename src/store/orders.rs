@@ -8,8 +8,6 @@
 //! Must not: open its own transaction or touch the sync cursor — the caller commits the rows and
 //! the cursor together.
 
-use std::collections::HashMap;
-
 use super::RawJson;
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
@@ -17,7 +15,9 @@ use diesel::upsert::excluded;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
 use super::records::{OrderItemRecord, OrderRecord};
-use super::{inserted_flag, newest_per_key, on_conflict_where, Upserted};
+use super::{
+    children_of_changed, inserted_flag, newest_per_key, on_conflict_where, ChangedRow, Upserted,
+};
 use crate::db::schema::{order_items, orders, shops};
 use crate::db::DbError;
 
@@ -111,6 +111,22 @@ impl<'a> NewOrderItem<'a> {
     }
 }
 
+impl<'a> NewOrder<'a> {
+    fn new(shop_id: i64, r: &'a OrderRecord) -> Self {
+        Self {
+            shop_id,
+            parent_order_sn: &r.parent_order_sn,
+            status: r.status,
+            order_time: r.order_time,
+            updated_at: r.updated_at,
+            expect_ship_latest_time: r.expect_ship_latest_time,
+            region_id: r.region_id,
+            site_id: r.site_id,
+            raw: &r.raw,
+        }
+    }
+}
+
 /// Upserts a batch of orders of one shop and replaces the items of those that changed.
 ///
 /// A stored order is replaced when the incoming `updated_at` is later, or equal with a different
@@ -131,53 +147,48 @@ pub async fn upsert_orders(
         |r| r.parent_order_sn.as_str(),
         |later, earlier| later.updated_at < earlier.updated_at,
     );
-    let rows: Vec<NewOrder<'_>> = batch
-        .iter()
-        .map(|r| NewOrder {
-            shop_id,
-            parent_order_sn: &r.parent_order_sn,
-            status: r.status,
-            order_time: r.order_time,
-            updated_at: r.updated_at,
-            expect_ship_latest_time: r.expect_ship_latest_time,
-            region_id: r.region_id,
-            site_id: r.site_id,
-            raw: &r.raw,
-        })
-        .collect();
-    let changed: Vec<(i64, String, bool)> = on_conflict_where(
+    let changed = upsert_order_rows(conn, shop_id, &batch).await?;
+    let counts = Upserted::from_returned(records.len(), changed.iter().map(|c| c.2));
+    if !changed.is_empty() {
+        replace_order_items(conn, shop_id, &batch, &changed).await?;
+    }
+    Ok(counts)
+}
+
+/// The `orders` statement: the rows it inserted or replaced.
+async fn upsert_order_rows(
+    conn: &mut AsyncPgConnection,
+    shop_id: i64,
+    batch: &[&OrderRecord],
+) -> Result<Vec<ChangedRow>, DbError> {
+    let rows: Vec<NewOrder<'_>> = batch.iter().map(|r| NewOrder::new(shop_id, r)).collect();
+    let changed = on_conflict_where(
         diesel::insert_into(orders::table)
             .values(&rows)
             .on_conflict((orders::shop_id, orders::parent_order_sn))
             .do_update()
             .set((
-                orders::status.eq(excluded(orders::status)),
-                orders::order_time.eq(excluded(orders::order_time)),
-                orders::updated_at.eq(excluded(orders::updated_at)),
-                orders::expect_ship_latest_time.eq(excluded(orders::expect_ship_latest_time)),
-                orders::region_id.eq(excluded(orders::region_id)),
-                orders::site_id.eq(excluded(orders::site_id)),
-                orders::raw.eq(excluded(orders::raw)),
+                incoming!(orders:
+                    status, order_time, updated_at, expect_ship_latest_time, region_id, site_id,
+                    raw,
+                ),
                 orders::last_synced_at.eq(diesel::dsl::now),
             )),
-        orders::updated_at
-            .lt(excluded(orders::updated_at))
-            .or(orders::updated_at
-                .eq(excluded(orders::updated_at))
-                .and(orders::raw.is_distinct_from(excluded(orders::raw)))),
+        newer_or_changed_version!(orders),
     )
     .returning((orders::id, orders::parent_order_sn, inserted_flag()))
     .get_results(conn)
     .await?;
-    let counts = Upserted::from_returned(records.len(), changed.iter().map(|c| c.2));
-    if changed.is_empty() {
-        return Ok(counts);
-    }
+    Ok(changed)
+}
 
-    let ids: HashMap<&str, i64> = changed
-        .iter()
-        .map(|(id, sn, _)| (sn.as_str(), *id))
-        .collect();
+/// Replaces the items of the `changed` orders with those they list now.
+async fn replace_order_items(
+    conn: &mut AsyncPgConnection,
+    shop_id: i64,
+    batch: &[&OrderRecord],
+    changed: &[ChangedRow],
+) -> Result<(), DbError> {
     // Only a replaced order can have items; a just-inserted one has a new id (saves a statement
     // per batch on a backfill).
     let replaced_ids: Vec<i64> = changed.iter().filter(|c| !c.2).map(|c| c.0).collect();
@@ -186,16 +197,15 @@ pub async fn upsert_orders(
             .execute(conn)
             .await?;
     }
-
-    let items: Vec<(i64, &OrderItemRecord)> = batch
-        .iter()
-        .filter_map(|r| ids.get(r.parent_order_sn.as_str()).map(|id| (*id, r)))
-        .flat_map(|(id, r)| r.items.iter().map(move |item| (id, item)))
-        .collect();
-    // A child order listed twice (in one parent or in two) is stored once, as last listed.
-    let items = newest_per_key(&items, |(_, item)| item.order_sn.as_str(), |_, _| false);
+    let items = children_of_changed(
+        batch,
+        changed,
+        |r| r.parent_order_sn.as_str(),
+        |r| r.items.as_slice(),
+        |item| item.order_sn.as_str(),
+    );
     if items.is_empty() {
-        return Ok(counts);
+        return Ok(());
     }
     let item_rows: Vec<NewOrderItem<'_>> = items
         .iter()
@@ -206,21 +216,12 @@ pub async fn upsert_orders(
         .values(&item_rows)
         .on_conflict((order_items::shop_id, order_items::order_sn))
         .do_update()
-        .set((
-            order_items::order_id.eq(excluded(order_items::order_id)),
-            order_items::goods_id.eq(excluded(order_items::goods_id)),
-            order_items::sku_id.eq(excluded(order_items::sku_id)),
-            order_items::status.eq(excluded(order_items::status)),
-            order_items::quantity.eq(excluded(order_items::quantity)),
-            order_items::original_quantity.eq(excluded(order_items::original_quantity)),
-            order_items::canceled_quantity_before_shipment
-                .eq(excluded(order_items::canceled_quantity_before_shipment)),
-            order_items::fulfillment_type.eq(excluded(order_items::fulfillment_type)),
-            order_items::product_sku_id.eq(excluded(order_items::product_sku_id)),
-            order_items::product_id.eq(excluded(order_items::product_id)),
-            order_items::ext_code.eq(excluded(order_items::ext_code)),
+        .set(incoming!(order_items:
+            order_id, goods_id, sku_id, status, quantity, original_quantity,
+            canceled_quantity_before_shipment, fulfillment_type, product_sku_id, product_id,
+            ext_code,
         ))
         .execute(conn)
         .await?;
-    Ok(counts)
+    Ok(())
 }

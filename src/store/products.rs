@@ -8,8 +8,6 @@
 //!
 //! Must not: delete product rows, or open its own transaction.
 
-use std::collections::HashMap;
-
 use bigdecimal::BigDecimal;
 use diesel::prelude::*;
 use diesel::upsert::excluded;
@@ -19,7 +17,9 @@ use serde_json::Value;
 use super::RawJson;
 
 use super::records::{ProductRecord, SkuRecord};
-use super::{inserted_flag, newest_per_key, on_conflict_where, Upserted};
+use super::{
+    children_of_changed, inserted_flag, newest_per_key, on_conflict_where, ChangedRow, Upserted,
+};
 use crate::db::schema::{product_skus, products};
 use crate::db::DbError;
 
@@ -48,6 +48,35 @@ struct NewSku<'a> {
     spec: Option<&'a Value>,
 }
 
+impl<'a> NewProduct<'a> {
+    fn new(shop_id: i64, run_id: i64, r: &'a ProductRecord) -> Self {
+        Self {
+            shop_id,
+            goods_id: &r.goods_id,
+            name: r.name.as_deref(),
+            out_goods_sn: r.out_goods_sn.as_deref(),
+            quantity: r.quantity,
+            price: r.price.as_ref(),
+            currency: r.currency.as_deref(),
+            raw: &r.raw,
+            last_seen_run_id: Some(run_id),
+        }
+    }
+}
+
+impl<'a> NewSku<'a> {
+    fn new(product_id: i64, shop_id: i64, s: &'a SkuRecord) -> Self {
+        Self {
+            product_id,
+            shop_id,
+            sku_id: &s.sku_id,
+            sku_sn: s.sku_sn.as_deref(),
+            stock: s.stock,
+            spec: s.spec.as_ref(),
+        }
+    }
+}
+
 /// Upserts a batch of one shop's products as listed by run `run_id`.
 ///
 /// `inserted`: new products. `updated`: products whose raw body changed, or that had been
@@ -65,32 +94,37 @@ pub async fn upsert_products(
         return Ok(Upserted::default());
     }
     let batch = newest_per_key(records, |r| r.goods_id.as_str(), |_, _| false);
+    let changed = upsert_product_rows(conn, shop_id, run_id, &batch).await?;
+    let counts = Upserted::from_returned(records.len(), changed.iter().map(|c| c.2));
+    // The unchanged ones were skipped by the upsert; they were still seen by this run.
+    if changed.len() < batch.len() {
+        mark_seen(conn, shop_id, run_id, &batch).await?;
+    }
+    if !changed.is_empty() {
+        replace_skus(conn, shop_id, &batch, &changed).await?;
+    }
+    Ok(counts)
+}
+
+/// The `products` statement: the rows it inserted or replaced (a different body, or listed
+/// again after removal).
+async fn upsert_product_rows(
+    conn: &mut AsyncPgConnection,
+    shop_id: i64,
+    run_id: i64,
+    batch: &[&ProductRecord],
+) -> Result<Vec<ChangedRow>, DbError> {
     let rows: Vec<NewProduct<'_>> = batch
         .iter()
-        .map(|r| NewProduct {
-            shop_id,
-            goods_id: &r.goods_id,
-            name: r.name.as_deref(),
-            out_goods_sn: r.out_goods_sn.as_deref(),
-            quantity: r.quantity,
-            price: r.price.as_ref(),
-            currency: r.currency.as_deref(),
-            raw: &r.raw,
-            last_seen_run_id: Some(run_id),
-        })
+        .map(|r| NewProduct::new(shop_id, run_id, r))
         .collect();
-    let changed: Vec<(i64, String, bool)> = on_conflict_where(
+    let changed = on_conflict_where(
         diesel::insert_into(products::table)
             .values(&rows)
             .on_conflict((products::shop_id, products::goods_id))
             .do_update()
             .set((
-                products::name.eq(excluded(products::name)),
-                products::out_goods_sn.eq(excluded(products::out_goods_sn)),
-                products::quantity.eq(excluded(products::quantity)),
-                products::price.eq(excluded(products::price)),
-                products::currency.eq(excluded(products::currency)),
-                products::raw.eq(excluded(products::raw)),
+                incoming!(products: name, out_goods_sn, quantity, price, currency, raw),
                 products::removed_at.eq(None::<chrono::DateTime<chrono::Utc>>),
                 products::last_seen_run_id.eq(excluded(products::last_seen_run_id)),
                 products::last_synced_at.eq(diesel::dsl::now),
@@ -102,68 +136,64 @@ pub async fn upsert_products(
     .returning((products::id, products::goods_id, inserted_flag()))
     .get_results(conn)
     .await?;
-    let counts = Upserted::from_returned(records.len(), changed.iter().map(|c| c.2));
+    Ok(changed)
+}
 
-    // The unchanged ones were skipped by the upsert; they were still seen by this run.
-    if changed.len() < batch.len() {
-        let seen: Vec<&str> = batch.iter().map(|r| r.goods_id.as_str()).collect();
-        diesel::update(products::table)
-            .filter(products::shop_id.eq(shop_id))
-            .filter(products::goods_id.eq_any(&seen))
-            .filter(products::last_seen_run_id.is_distinct_from(run_id))
-            .set((
-                products::last_seen_run_id.eq(run_id),
-                products::last_synced_at.eq(diesel::dsl::now),
-            ))
-            .execute(conn)
-            .await?;
-    }
-    if changed.is_empty() {
-        return Ok(counts);
-    }
+/// Stamps every product of the batch as seen by `run_id` (those the upsert skipped too).
+async fn mark_seen(
+    conn: &mut AsyncPgConnection,
+    shop_id: i64,
+    run_id: i64,
+    batch: &[&ProductRecord],
+) -> Result<(), DbError> {
+    let seen: Vec<&str> = batch.iter().map(|r| r.goods_id.as_str()).collect();
+    diesel::update(products::table)
+        .filter(products::shop_id.eq(shop_id))
+        .filter(products::goods_id.eq_any(&seen))
+        .filter(products::last_seen_run_id.is_distinct_from(run_id))
+        .set((
+            products::last_seen_run_id.eq(run_id),
+            products::last_synced_at.eq(diesel::dsl::now),
+        ))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
 
-    let ids: HashMap<&str, i64> = changed
-        .iter()
-        .map(|(id, goods_id, _)| (goods_id.as_str(), *id))
-        .collect();
+/// Replaces the SKUs of the `changed` products with those they list now.
+async fn replace_skus(
+    conn: &mut AsyncPgConnection,
+    shop_id: i64,
+    batch: &[&ProductRecord],
+    changed: &[ChangedRow],
+) -> Result<(), DbError> {
     let changed_ids: Vec<i64> = changed.iter().map(|c| c.0).collect();
     diesel::delete(product_skus::table.filter(product_skus::product_id.eq_any(&changed_ids)))
         .execute(conn)
         .await?;
-    let skus: Vec<(i64, &SkuRecord)> = batch
-        .iter()
-        .filter_map(|r| ids.get(r.goods_id.as_str()).map(|id| (*id, r)))
-        .flat_map(|(id, r)| r.skus.iter().map(move |s| (id, s)))
-        .collect();
-    let skus = newest_per_key(&skus, |(_, s)| s.sku_id.as_str(), |_, _| false);
+    let skus = children_of_changed(
+        batch,
+        changed,
+        |r| r.goods_id.as_str(),
+        |r| r.skus.as_slice(),
+        |s| s.sku_id.as_str(),
+    );
     if skus.is_empty() {
-        return Ok(counts);
+        return Ok(());
     }
     let sku_rows: Vec<NewSku<'_>> = skus
         .iter()
-        .map(|(product_id, s)| NewSku {
-            product_id: *product_id,
-            shop_id,
-            sku_id: &s.sku_id,
-            sku_sn: s.sku_sn.as_deref(),
-            stock: s.stock,
-            spec: s.spec.as_ref(),
-        })
+        .map(|(product_id, s)| NewSku::new(*product_id, shop_id, s))
         .collect();
     // A SKU that moved to another product is taken over by it.
     diesel::insert_into(product_skus::table)
         .values(&sku_rows)
         .on_conflict((product_skus::shop_id, product_skus::sku_id))
         .do_update()
-        .set((
-            product_skus::product_id.eq(excluded(product_skus::product_id)),
-            product_skus::sku_sn.eq(excluded(product_skus::sku_sn)),
-            product_skus::stock.eq(excluded(product_skus::stock)),
-            product_skus::spec.eq(excluded(product_skus::spec)),
-        ))
+        .set(incoming!(product_skus: product_id, sku_sn, stock, spec))
         .execute(conn)
         .await?;
-    Ok(counts)
+    Ok(())
 }
 
 /// Soft-removes the shop's products that run `run_id` did not list: `removed_at = now()` where

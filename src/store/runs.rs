@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
+use super::{bounded_text, MAX_ERROR_CHARS};
 use crate::db::schema::sync_runs;
 use crate::db::DbError;
 
@@ -110,12 +111,7 @@ pub async fn finish_run(
     error_class: Option<&str>,
     error_message: Option<&str>,
 ) -> Result<(), DbError> {
-    let error_message = error_message.map(|m| {
-        m.chars()
-            .take(4000)
-            .map(|c| if c == '\0' { '\u{FFFD}' } else { c })
-            .collect::<String>()
-    });
+    let error_message = error_message.map(|m| bounded_text(m, MAX_ERROR_CHARS));
     diesel::update(sync_runs::table.find(run_id))
         .filter(sync_runs::status.eq(RunStatus::Running.as_str()))
         .set((

@@ -21,11 +21,9 @@ use diesel::sql_types::{Bool, Nullable, Timestamptz};
 use diesel::upsert::excluded;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 
+use super::{bounded_text, MAX_ERROR_CHARS};
 use crate::db::schema::sync_state;
 use crate::db::DbError;
-
-/// The longest error message kept in `sync_state.last_error`.
-const MAX_ERROR_CHARS: usize = 4000;
 
 /// A lease just taken (or renewed by taking it again).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -229,8 +227,8 @@ pub async fn record_failure(
     class: &str,
     message: &str,
 ) -> Result<(), DbError> {
-    let message = bounded_text(message);
-    let class = bounded_text(class);
+    let message = bounded_text(message, MAX_ERROR_CHARS);
+    let class = bounded_text(class, MAX_ERROR_CHARS);
     diesel::insert_into(sync_state::table)
         .values((
             sync_state::shop_id.eq(shop_id),
@@ -241,8 +239,7 @@ pub async fn record_failure(
         .on_conflict((sync_state::shop_id, sync_state::stream))
         .do_update()
         .set((
-            sync_state::last_error.eq(excluded(sync_state::last_error)),
-            sync_state::last_error_class.eq(excluded(sync_state::last_error_class)),
+            incoming!(sync_state: last_error, last_error_class),
             sync_state::updated_at.eq(diesel::dsl::now),
         ))
         .execute(conn)
@@ -257,7 +254,7 @@ pub async fn park(
     stream: &str,
     reason: &str,
 ) -> Result<(), DbError> {
-    let reason = bounded_text(reason);
+    let reason = bounded_text(reason, MAX_ERROR_CHARS);
     diesel::insert_into(sync_state::table)
         .values((
             sync_state::shop_id.eq(shop_id),
@@ -290,12 +287,4 @@ pub async fn unpark(
         .execute(conn)
         .await?;
     Ok(())
-}
-
-/// At most [`MAX_ERROR_CHARS`] characters, without NUL (which `text` cannot hold).
-fn bounded_text(s: &str) -> String {
-    s.chars()
-        .take(MAX_ERROR_CHARS)
-        .map(|c| if c == '\0' { '\u{FFFD}' } else { c })
-        .collect()
 }
