@@ -7,7 +7,7 @@ use diesel_async::RunQueryDsl;
 use temu_sync::config::DatabaseConfig;
 use temu_sync::db::{migrate, Database, DbActor, DbActorArgs, DbError, Instance};
 use temu_sync::health::Health;
-use temu_sync::testkit::{FaultMode, FaultProxy, TestDatabase};
+use temu_sync::testkit::{eventually, FaultMode, FaultProxy, TestDatabase};
 
 fn config(url: String) -> DatabaseConfig {
     DatabaseConfig {
@@ -49,22 +49,6 @@ async fn count(db: &Database, sql: &str) -> i64 {
         .await
         .expect("count query")
         .n
-}
-
-/// Polls `cond` every 50 ms until it holds or `limit` passes; returns whether it held.
-async fn eventually<F, Fut>(limit: Duration, mut cond: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let end = Instant::now() + limit;
-    while Instant::now() < end {
-        if cond().await {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    cond().await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
