@@ -202,7 +202,7 @@ fn assert_types(scrape: &Scrape, want: &[(&str, &str)]) {
     }
 }
 
-/// `promtool check metrics` on the scrape, when promtool is installed (tests/ops_deploy.rs
+/// `promtool check metrics` on the scrape, when promtool is installed (tests/ops/deploy.rs
 /// fails when it is not, so CI always has it).
 fn promtool_check(text: &str) {
     use std::io::Write;
