@@ -75,18 +75,20 @@ impl<'a> SimShops<'a> {
 
     /// The secrets [`SimShops::yaml`] names, as environment variables.
     pub fn env(&self) -> Vec<(String, String)> {
-        let apps = self
-            .sim
-            .apps
-            .iter()
-            .enumerate()
-            .map(|(i, app)| (format!("SIM_APP_SECRET_{i}"), app.app_secret.clone()));
-        let shops = self
-            .sim
-            .shops
-            .iter()
-            .enumerate()
-            .map(|(i, shop)| (format!("SIM_TOKEN_{i}"), shop.access_token.clone()));
-        apps.chain(shops).collect()
+        let secrets = self.sim.apps.iter().map(|app| app.app_secret.clone());
+        let tokens = self.sim.shops.iter().map(|shop| shop.access_token.clone());
+        numbered("SIM_APP_SECRET", secrets)
+            .chain(numbered("SIM_TOKEN", tokens))
+            .collect()
     }
+}
+
+/// `(PREFIX_0, first), (PREFIX_1, second), …`
+fn numbered(
+    prefix: &'static str,
+    values: impl Iterator<Item = String>,
+) -> impl Iterator<Item = (String, String)> {
+    values
+        .enumerate()
+        .map(move |(i, value)| (format!("{prefix}_{i}"), value))
 }

@@ -38,17 +38,7 @@ pub async fn bench_api(args: &Args, dir: &Path, table: &mut Table) {
     let streams = shops * 3;
     let daemon = daemon::start(
         dir,
-        &DaemonSetup {
-            name: "api",
-            database_url: db.url(),
-            sim: &config,
-            router_url: sim.router_url(),
-            app_qps: qps,
-            streams: "orders, products, aftersales",
-            batch_size: 100,
-            chunk: "7d",
-            max_concurrent_runs: streams,
-        },
+        &DaemonSetup::all_streams("api", db.url(), &config, sim.router_url(), qps, streams),
     );
     let client = connect_pg(&db.url(), Duration::from_secs(30)).await;
     let started = Instant::now();

@@ -10,18 +10,67 @@ use std::time::Duration;
 use temu_sync::sim::SimConfig;
 use temu_sync::testkit::{free_port, DaemonLaunch, DaemonProcess, SimShops};
 
+use crate::Args;
+
 /// What a daemon's configuration needs beyond the simulator's apps and shops.
 pub struct DaemonSetup<'a> {
     /// Names its config and log files in the work directory.
-    pub name: &'a str,
-    pub database_url: String,
-    pub sim: &'a SimConfig,
-    pub router_url: String,
-    pub app_qps: u32,
-    pub streams: &'a str,
-    pub batch_size: usize,
-    pub chunk: &'a str,
-    pub max_concurrent_runs: usize,
+    name: &'a str,
+    database_url: String,
+    sim: &'a SimConfig,
+    router_url: String,
+    app_qps: u32,
+    streams: &'a str,
+    batch_size: usize,
+    chunk: &'a str,
+    max_concurrent_runs: usize,
+}
+
+impl<'a> DaemonSetup<'a> {
+    /// The orders stream only, without a rate limit, at the ingest's `--batch-size` and `--chunk`
+    /// (the ingest and the health section).
+    pub fn orders_only(
+        name: &'a str,
+        database_url: String,
+        sim: &'a SimConfig,
+        router_url: String,
+        args: &'a Args,
+    ) -> Self {
+        Self {
+            name,
+            database_url,
+            sim,
+            router_url,
+            app_qps: 100_000,
+            streams: "orders",
+            batch_size: args.batch_size,
+            chunk: &args.chunk,
+            max_concurrent_runs: 4,
+        }
+    }
+
+    /// All three streams, batches of 100, 7-day chunks, at `app_qps` with up to
+    /// `max_concurrent_runs` runs at once (the idle daemon and the API-bound sync).
+    pub fn all_streams(
+        name: &'a str,
+        database_url: String,
+        sim: &'a SimConfig,
+        router_url: String,
+        app_qps: u32,
+        max_concurrent_runs: usize,
+    ) -> Self {
+        Self {
+            name,
+            database_url,
+            sim,
+            router_url,
+            app_qps,
+            streams: "orders, products, aftersales",
+            batch_size: 100,
+            chunk: "7d",
+            max_concurrent_runs,
+        }
+    }
 }
 
 /// How long a measured daemon gets to exit after SIGTERM before it is killed.

@@ -66,17 +66,13 @@ impl SyncingDaemon {
             .expect("fault proxy");
         let daemon = daemon::start(
             dir,
-            &DaemonSetup {
-                name: "health",
-                database_url: db.url_via(Some(proxy.addr())),
-                sim: &config,
-                router_url: sim.router_url(),
-                app_qps: 100_000,
-                streams: "orders",
-                batch_size: args.batch_size,
-                chunk: &args.chunk,
-                max_concurrent_runs: 4,
-            },
+            &DaemonSetup::orders_only(
+                "health",
+                db.url_via(Some(proxy.addr())),
+                &config,
+                sim.router_url(),
+                args,
+            ),
         );
         Self {
             sim,

@@ -83,17 +83,7 @@ async fn daemon_ingest(
     let bench_cpu0 = proc_cpu_secs(std::process::id()).unwrap_or(0.0);
     let daemon = daemon::start(
         dir,
-        &DaemonSetup {
-            name: "ingest",
-            database_url: db.url(),
-            sim: &config,
-            router_url: sim.router_url(),
-            app_qps: 100_000,
-            streams: "orders",
-            batch_size: args.batch_size,
-            chunk: &args.chunk,
-            max_concurrent_runs: 4,
-        },
+        &DaemonSetup::orders_only("ingest", db.url(), &config, sim.router_url(), args),
     );
     let pid = daemon.pid();
     let client = connect_pg(&db.url(), Duration::from_secs(30)).await;

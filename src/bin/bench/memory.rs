@@ -24,17 +24,7 @@ pub async fn bench_idle(args: &Args, dir: &Path, table: &mut Table) {
     let db = TestDatabase::reserve("bench_idle").expect("database handle");
     let daemon = daemon::start(
         dir,
-        &DaemonSetup {
-            name: "idle",
-            database_url: db.url(),
-            sim: &config,
-            router_url: sim.router_url(),
-            app_qps: 100_000,
-            streams: "orders, products, aftersales",
-            batch_size: 100,
-            chunk: "7d",
-            max_concurrent_runs: 4,
-        },
+        &DaemonSetup::all_streams("idle", db.url(), &config, sim.router_url(), 100_000, 4),
     );
     let pid = daemon.pid();
     let client = connect_pg(&db.url(), Duration::from_secs(30)).await;
