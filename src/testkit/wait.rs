@@ -1,5 +1,7 @@
-//! Bounded waits: poll a condition every [`POLL`] until it holds or a limit passes. Every wait in
-//! the tests and the bench goes through here, so there is one poll interval and no unbounded loop.
+//! Bounded waits: poll a condition every [`POLL`] until it holds or a limit passes. Waiting for a
+//! condition in the tests and the bench goes through here: one poll interval, always a limit. Not
+//! here: a child's exit ([`super::DaemonProcess::wait_exit`], finer because callers time it) and
+//! the bench's measurements, which poll at the resolution they report.
 //!
 //! Timed on tokio's clock, so a wait also ends on paused (test) time; what the condition checks
 //! may of course need real time to change.

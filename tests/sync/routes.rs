@@ -75,43 +75,14 @@ async fn trigger_and_status_routes() {
     assert!(wait_for_complete_round(&client, &sim, t0, Duration::from_secs(60)).await);
     let http = reqwest::Client::new();
     let url = daemon.url("/sync/shop-0/orders");
-    assert_eq!(http.post(&url).send().await.unwrap().status().as_u16(), 401);
-    assert_eq!(
-        http.post(&url)
-            .bearer_auth("wrong")
-            .send()
-            .await
-            .unwrap()
-            .status()
-            .as_u16(),
-        401
-    );
+    assert_eq!(post_status(&http, &url, None).await, 401);
+    assert_eq!(post_status(&http, &url, Some("wrong")).await, 401);
     let since = db_now(&client).await;
-    let resp = http
-        .post(&url)
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status().as_u16(), 202);
-    let again = http
-        .post(&url)
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap();
-    assert!(
-        again.status().as_u16() == 409 || again.status().as_u16() == 202,
-        "second trigger: {}",
-        again.status()
-    );
-    let unknown = http
-        .post(daemon.url("/sync/nope/orders"))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(unknown.status().as_u16(), 404);
+    assert_eq!(post_status(&http, &url, Some(ADMIN_TOKEN)).await, 202);
+    let again = post_status(&http, &url, Some(ADMIN_TOKEN)).await;
+    assert!(again == 409 || again == 202, "second trigger: {again}");
+    let unknown = daemon.url("/sync/nope/orders");
+    assert_eq!(post_status(&http, &unknown, Some(ADMIN_TOKEN)).await, 404);
     let triggered = eventually(Duration::from_secs(30), || async {
         succeeded_since(&client, since)
             .await
@@ -136,7 +107,32 @@ async fn trigger_and_status_routes() {
         assert!(s["last_success_at"].is_string(), "{s}");
         assert!(s["lag_seconds"].is_number(), "{s}");
     }
-    // After a sync, /metrics carries the sync series with real values.
+    assert_sync_series_exported(&http, &daemon, &sim).await;
+
+    // The log never shows secrets.
+    let log = daemon.log();
+    assert!(!log.contains(ADMIN_TOKEN));
+    assert!(!log.contains(&sim.config.apps[0].app_secret));
+    assert!(!log.contains(&sim.config.shops[0].access_token));
+}
+
+/// `POST url`, with `token` as the bearer token when given: the status.
+async fn post_status(http: &reqwest::Client, url: &str, token: Option<&str>) -> u16 {
+    let request = http.post(url);
+    let request = match token {
+        Some(token) => request.bearer_auth(token),
+        None => request,
+    };
+    request
+        .send()
+        .await
+        .expect("POST answered")
+        .status()
+        .as_u16()
+}
+
+/// After a sync, `/metrics` carries the sync series with real values and no secret.
+async fn assert_sync_series_exported(http: &reqwest::Client, daemon: &Daemon, sim: &Sim) {
     let metrics = http
         .get(daemon.url("/metrics"))
         .send()
@@ -168,10 +164,4 @@ async fn trigger_and_status_routes() {
     );
     assert!(value("temu_sync_api_request_duration_seconds_count{") >= 3.0);
     assert!(!metrics.contains(ADMIN_TOKEN) && !metrics.contains(&sim.config.shops[0].access_token));
-
-    // The log never shows secrets.
-    let log = daemon.log();
-    assert!(!log.contains(ADMIN_TOKEN));
-    assert!(!log.contains(&sim.config.apps[0].app_secret));
-    assert!(!log.contains(&sim.config.shops[0].access_token));
 }
