@@ -31,14 +31,7 @@ async fn expired_token_parks_the_streams_without_a_crash_loop() {
     })
     .await;
     assert!(parked, "streams parked\n{}", daemon.log_tail(40));
-    let status: serde_json::Value = http
-        .get(daemon.url("/status"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let status = status_json(&http, &daemon).await;
     let reason = status["streams"][0]["parked_reason"]
         .as_str()
         .unwrap_or_default();
@@ -93,14 +86,7 @@ async fn trigger_and_status_routes() {
         triggered,
         "the triggered run ran although the interval is 1h"
     );
-    let status: serde_json::Value = http
-        .get(daemon.url("/status"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let status = status_json(&http, &daemon).await;
     let streams = status["streams"].as_array().expect("streams");
     assert_eq!(streams.len(), 3);
     for s in streams {
@@ -164,4 +150,15 @@ async fn assert_sync_series_exported(http: &reqwest::Client, daemon: &Daemon, si
     );
     assert!(value("temu_sync_api_request_duration_seconds_count{") >= 3.0);
     assert!(!metrics.contains(ADMIN_TOKEN) && !metrics.contains(&sim.config.shops[0].access_token));
+}
+
+/// `GET /status` of `daemon`, as JSON.
+async fn status_json(http: &reqwest::Client, daemon: &Daemon) -> serde_json::Value {
+    http.get(daemon.url("/status"))
+        .send()
+        .await
+        .expect("/status answers")
+        .json()
+        .await
+        .expect("/status is JSON")
 }

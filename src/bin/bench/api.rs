@@ -9,7 +9,7 @@ use temu_sync::sim::{FaultConfig, Latency, SimConfig, SimHandle, Simulator};
 use temu_sync::testkit::TestDatabase;
 
 use crate::daemon::{self, DaemonSetup, STOP_LIMIT};
-use crate::observe::{connect_pg, running_runs};
+use crate::observe::{connect_pg, count, running_runs};
 use crate::table::Table;
 use crate::Args;
 
@@ -93,14 +93,11 @@ async fn sample_until_done(
     let limit = Duration::from_secs(600);
     loop {
         let running = running_runs(client).await;
-        let done: i64 = client
-            .query_one(
-                "SELECT count(DISTINCT (shop_id, stream)) FROM sync_runs WHERE status = 'succeeded'",
-                &[],
-            )
-            .await
-            .map(|r| r.get(0))
-            .unwrap_or(0);
+        let done = count(
+            client,
+            "SELECT count(DISTINCT (shop_id, stream)) FROM sync_runs WHERE status = 'succeeded'",
+        )
+        .await;
         samples.push((
             started.elapsed().as_secs_f64(),
             sim.stats().requests,

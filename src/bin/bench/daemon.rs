@@ -27,6 +27,21 @@ pub struct DaemonSetup<'a> {
 }
 
 impl<'a> DaemonSetup<'a> {
+    /// All three streams, batches of 100, 7-day chunks, no rate limit, 4 runs at once.
+    fn new(name: &'a str, database_url: String, sim: &'a SimConfig, router_url: String) -> Self {
+        Self {
+            name,
+            database_url,
+            sim,
+            router_url,
+            app_qps: 100_000,
+            streams: "orders, products, aftersales",
+            batch_size: 100,
+            chunk: "7d",
+            max_concurrent_runs: 4,
+        }
+    }
+
     /// The orders stream only, without a rate limit, at the ingest's `--batch-size` and `--chunk`
     /// (the ingest and the health section).
     pub fn orders_only(
@@ -37,15 +52,10 @@ impl<'a> DaemonSetup<'a> {
         args: &'a Args,
     ) -> Self {
         Self {
-            name,
-            database_url,
-            sim,
-            router_url,
-            app_qps: 100_000,
             streams: "orders",
             batch_size: args.batch_size,
             chunk: &args.chunk,
-            max_concurrent_runs: 4,
+            ..Self::new(name, database_url, sim, router_url)
         }
     }
 
@@ -60,15 +70,9 @@ impl<'a> DaemonSetup<'a> {
         max_concurrent_runs: usize,
     ) -> Self {
         Self {
-            name,
-            database_url,
-            sim,
-            router_url,
             app_qps,
-            streams: "orders, products, aftersales",
-            batch_size: 100,
-            chunk: "7d",
             max_concurrent_runs,
+            ..Self::new(name, database_url, sim, router_url)
         }
     }
 }

@@ -11,7 +11,7 @@ use temu_sync::sim::{SimConfig, Simulator};
 use temu_sync::testkit::TestDatabase;
 
 use crate::daemon::{self, DaemonSetup, STOP_LIMIT};
-use crate::observe::{connect_pg, mb, proc_cpu_secs, proc_kb, wait_runs};
+use crate::observe::{connect_pg, count, mb, proc_cpu_secs, proc_kb, wait_runs};
 use crate::table::Table;
 use crate::Args;
 
@@ -195,14 +195,11 @@ async fn psql_baseline(source: &TestDatabase, dir: &Path) -> Baseline {
     psql(&base.url(), &load, dir, "baseline");
     let base_secs = started.elapsed().as_secs_f64();
     let check = connect_pg(&base.url(), Duration::from_secs(10)).await;
-    let base_rows: i64 = check
-        .query_one(
-            "SELECT (SELECT count(*) FROM orders) + (SELECT count(*) FROM order_items)",
-            &[],
-        )
-        .await
-        .map(|r| r.get(0))
-        .unwrap_or(0);
+    let base_rows = count(
+        &check,
+        "SELECT (SELECT count(*) FROM orders) + (SELECT count(*) FROM order_items)",
+    )
+    .await;
     Baseline {
         rows: base_rows,
         secs: base_secs,

@@ -51,11 +51,17 @@ pub async fn wait_runs(
 
 /// Sync runs in flight (0 when the query fails).
 pub async fn running_runs(client: &tokio_postgres::Client) -> i64 {
+    count(
+        client,
+        "SELECT count(*) FROM sync_runs WHERE status = 'running'",
+    )
+    .await
+}
+
+/// The one `bigint` a counting query returns (0 when the query fails).
+pub async fn count(client: &tokio_postgres::Client, sql: &str) -> i64 {
     client
-        .query_one(
-            "SELECT count(*) FROM sync_runs WHERE status = 'running'",
-            &[],
-        )
+        .query_one(sql, &[])
         .await
         .map(|r| r.get(0))
         .unwrap_or(0)

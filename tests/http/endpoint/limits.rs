@@ -14,11 +14,7 @@ async fn over_the_rate_limit_is_429_with_retry_after_but_probes_are_never_limite
     let mut statuses = Vec::new();
     let mut limited = None;
     for _ in 0..8 {
-        let response = client
-            .get(server.url("/nope"))
-            .send()
-            .await
-            .expect("request");
+        let response = get(&client, &server, "/nope").await;
         statuses.push(response.status().as_u16());
         if response.status() == StatusCode::TOO_MANY_REQUESTS && limited.is_none() {
             limited = Some(response);
@@ -120,11 +116,7 @@ async fn a_client_that_never_finishes_its_headers_is_disconnected() {
     let took = closed_within(&mut stream, BOUND).await;
     assert!(took >= Duration::from_millis(250), "{took:?}");
     // The server is fine.
-    let response = client()
-        .get(server.url("/health"))
-        .send()
-        .await
-        .expect("request");
+    let response = get(&client(), &server, "/health").await;
     assert_eq!(response.status(), StatusCode::OK);
     server.stop().await;
 }

@@ -45,11 +45,7 @@ async fn each_request_is_logged_without_headers_or_query_and_probes_stay_quiet()
         .expect("request");
     let request_id = header(&response, "x-request-id").to_string();
     assert_eq!(response.status(), StatusCode::NOT_FOUND);
-    let response = client
-        .get(server.url("/health"))
-        .send()
-        .await
-        .expect("request");
+    let response = get(&client, &server, "/health").await;
     assert_eq!(response.status(), StatusCode::OK);
     server.stop().await;
 

@@ -120,6 +120,11 @@ fn client() -> reqwest::Client {
         .expect("client")
 }
 
+/// `GET path` on `server` with `http`.
+async fn get(http: &reqwest::Client, server: &TestServer, path: &str) -> reqwest::Response {
+    http.get(server.url(path)).send().await.expect("request")
+}
+
 fn header<'a>(response: &'a reqwest::Response, name: &str) -> &'a str {
     response
         .headers()

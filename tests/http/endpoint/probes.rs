@@ -6,11 +6,7 @@ use super::*;
 #[tokio::test]
 async fn health_passes_with_checks() {
     let server = start(healthy()).await;
-    let response = client()
-        .get(server.url("/health"))
-        .send()
-        .await
-        .expect("request");
+    let response = get(&client(), &server, "/health").await;
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(header(&response, "content-type"), "application/health+json");
     assert_eq!(header(&response, "cache-control"), "no-store");
@@ -29,11 +25,7 @@ async fn health_fails_with_503_when_the_database_is_unreachable() {
         d.last_error = Some("connection refused".into());
     });
     let server = start(health).await;
-    let response = client()
-        .get(server.url("/health"))
-        .send()
-        .await
-        .expect("request");
+    let response = get(&client(), &server, "/health").await;
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(header(&response, "content-type"), "application/health+json");
     assert_common_headers(&response);
@@ -77,11 +69,7 @@ async fn head_health_has_the_status_and_headers_but_no_body() {
 #[tokio::test]
 async fn livez_is_200_when_the_supervisor_answers_and_503_when_it_does_not() {
     let server = start(healthy()).await;
-    let response = client()
-        .get(server.url("/livez"))
-        .send()
-        .await
-        .expect("request");
+    let response = get(&client(), &server, "/livez").await;
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(header(&response, "content-type"), "application/health+json");
     let body: serde_json::Value = response.json().await.expect("json");
@@ -90,22 +78,14 @@ async fn livez_is_200_when_the_supervisor_answers_and_503_when_it_does_not() {
 
     let says_no: Liveness = Arc::new(|_| async { false }.boxed());
     let server = start_with(config(), healthy(), says_no, None).await;
-    let response = client()
-        .get(server.url("/livez"))
-        .send()
-        .await
-        .expect("request");
+    let response = get(&client(), &server, "/livez").await;
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
     server.stop().await;
 
     let never: Liveness = Arc::new(|_| futures_util::future::pending().boxed());
     let server = start_with(config(), healthy(), never, None).await;
     let started = Instant::now();
-    let response = client()
-        .get(server.url("/livez"))
-        .send()
-        .await
-        .expect("request");
+    let response = get(&client(), &server, "/livez").await;
     assert!(
         started.elapsed() < Duration::from_secs(3),
         "{:?}",
@@ -129,11 +109,7 @@ async fn readyz_follows_the_snapshot() {
     let health = Health::new("test");
     let server = start(health.clone()).await;
     let client = client();
-    let response = client
-        .get(server.url("/readyz"))
-        .send()
-        .await
-        .expect("request");
+    let response = get(&client, &server, "/readyz").await;
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
     let body: serde_json::Value = response.json().await.expect("json");
     assert_eq!(body["status"], "fail");
@@ -148,11 +124,7 @@ async fn readyz_follows_the_snapshot() {
         d.reachable = true;
         d.last_error = None;
     });
-    let response = client
-        .get(server.url("/readyz"))
-        .send()
-        .await
-        .expect("request");
+    let response = get(&client, &server, "/readyz").await;
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
     let body: serde_json::Value = response.json().await.expect("json");
     assert!(
@@ -163,22 +135,14 @@ async fn readyz_follows_the_snapshot() {
     );
 
     health.update_db(|d| d.migrations_applied = true);
-    let response = client
-        .get(server.url("/readyz"))
-        .send()
-        .await
-        .expect("request");
+    let response = get(&client, &server, "/readyz").await;
     assert_eq!(response.status(), StatusCode::OK);
     assert_common_headers(&response);
     let body: serde_json::Value = response.json().await.expect("json");
     assert_eq!(body, serde_json::json!({"status": "pass"}));
 
     health.set_shutting_down();
-    let response = client
-        .get(server.url("/readyz"))
-        .send()
-        .await
-        .expect("request");
+    let response = get(&client, &server, "/readyz").await;
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
     server.stop().await;
 }

@@ -7,11 +7,7 @@ use super::*;
 #[tokio::test]
 async fn unknown_route_is_404_problem_json() {
     let server = start(healthy()).await;
-    let response = client()
-        .get(server.url("/nope?token=secret"))
-        .send()
-        .await
-        .expect("request");
+    let response = get(&client(), &server, "/nope?token=secret").await;
     let body = assert_problem(response, 404).await;
     assert_eq!(body["instance"], "/nope");
     assert_eq!(body["type"], "urn:temu-sync:problem:not-found");
@@ -42,16 +38,8 @@ async fn request_id_from_a_proxy_is_echoed() {
         .await
         .expect("request");
     assert_eq!(header(&response, "x-request-id"), "edge-42");
-    let a = client()
-        .get(server.url("/health"))
-        .send()
-        .await
-        .expect("request");
-    let b = client()
-        .get(server.url("/health"))
-        .send()
-        .await
-        .expect("request");
+    let a = get(&client(), &server, "/health").await;
+    let b = get(&client(), &server, "/health").await;
     assert_ne!(header(&a, "x-request-id"), header(&b, "x-request-id"));
     server.stop().await;
 }
@@ -136,19 +124,11 @@ async fn handler_panic_is_a_500_and_the_server_keeps_serving() {
     let server = start_with(config(), healthy(), alive(), Some(router)).await;
     let client = client();
     for _ in 0..3 {
-        let response = client
-            .get(server.url("/boom"))
-            .send()
-            .await
-            .expect("request");
+        let response = get(&client, &server, "/boom").await;
         let body = assert_problem(response, 500).await;
         assert!(!body.to_string().contains("secret=abc"), "{body}");
         // The same client (and its pooled connection) still gets answers.
-        let response = client
-            .get(server.url("/health"))
-            .send()
-            .await
-            .expect("request");
+        let response = get(&client, &server, "/health").await;
         assert_eq!(response.status(), StatusCode::OK);
     }
     server.stop().await;
@@ -164,11 +144,7 @@ async fn a_handler_past_the_request_deadline_is_a_504() {
     config.request_timeout = Duration::from_millis(300);
     let server = start_with(config, healthy(), alive(), Some(router)).await;
     let started = Instant::now();
-    let response = client()
-        .get(server.url("/hang"))
-        .send()
-        .await
-        .expect("request");
+    let response = get(&client(), &server, "/hang").await;
     let elapsed = started.elapsed();
     assert!(
         elapsed >= Duration::from_millis(250) && elapsed < Duration::from_secs(5),
@@ -197,11 +173,7 @@ async fn path_parameters_and_capped_bodies() {
         });
     let server = start_with(config(), healthy(), alive(), Some(router)).await;
     let client = client();
-    let response = client
-        .get(server.url("/echo/us-main/orders"))
-        .send()
-        .await
-        .expect("request");
+    let response = get(&client, &server, "/echo/us-main/orders").await;
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(response.text().await.expect("text"), "us-main:orders");
 
