@@ -7,5 +7,5 @@
 set -eu
 cd "$(dirname "$0")/.."
 command -v wrk >/dev/null || { echo "bench: wrk not found (apt-get install wrk)" >&2; exit 1; }
-cargo build --release --bin temu-sync --bin bench
+cargo build --release --features testkit --bin temu-sync --bin bench
 exec target/release/bench "$@"

@@ -18,6 +18,9 @@ pub mod supervisor;
 pub mod sync;
 pub mod telemetry;
 pub mod temu;
+/// Test support for the package's tests and the bench; not part of the daemon (feature
+/// `testkit`, off by default, see `Cargo.toml`).
+#[cfg(feature = "testkit")]
 pub mod testkit;
 
 /// Process exit codes (sysexits.h), documented in the README.

@@ -1,27 +1,23 @@
-//! Shared harness of the end-to-end sync tests: the simulator in-process, the real daemon binary
-//! as a separate process (as systemd runs it), a throwaway database, and a comparison of the
-//! database with the simulator's ground truth.
+//! Shared world of the end-to-end sync tests (`tests/sync/`) and the fault matrix: the simulator
+//! in-process, the real daemon binary as a separate process (the test kit's harness) with the
+//! config these tests share, a throwaway database, queries of its `sync_runs`, and a comparison
+//! of the database with the simulator's ground truth. Generic pieces (processes, ports, waits)
+//! live in `temu_sync::testkit`; `free_port` and `eventually` are re-exported from there.
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
 
-use std::io::Write;
-use std::net::{SocketAddr, TcpListener};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 pub use temu_sync::sim::verify::Diff;
+pub use temu_sync::testkit::{eventually, free_port};
 
 use temu_sync::sim::{SimConfig, SimHandle, Simulator};
-use temu_sync::testkit::TestDatabase;
+use temu_sync::testkit::{DaemonLaunch, DaemonProcess, SimShops, TestDatabase};
 use tokio_postgres::NoTls;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_temu-sync");
 pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
-
-pub fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    l.local_addr().expect("local addr").port()
-}
 
 /// A simulator plus what a daemon config needs to reach it.
 pub struct Sim {
@@ -52,11 +48,12 @@ pub struct DaemonOptions {
     pub lookback: String,
 }
 
+/// The daemon of one test: the test kit's [`DaemonProcess`] (log, signals, exit, kill on drop;
+/// its methods through `Deref`) started with [`DaemonOptions`] against a [`Sim`].
 pub struct Daemon {
-    pub child: Child,
+    /// Where its HTTP endpoint listens (a field, as the fuzz tests read it).
     pub addr: SocketAddr,
-    _config: tempfile::NamedTempFile,
-    log: tempfile::NamedTempFile,
+    process: DaemonProcess,
 }
 
 impl Daemon {
@@ -68,122 +65,60 @@ impl Daemon {
     /// `TEMU_SYNC__…` overrides of keys the generated file already sets).
     pub fn start_with_env(sim: &Sim, opts: &DaemonOptions, env: &[(&str, &str)]) -> Self {
         let port = free_port();
-        let mut yaml = format!(
-            "log: {{ format: json, level: \"info,temu_sync=debug\" }}\n\
-             http: {{ listen: \"127.0.0.1:{port}\", admin_token: {{ env: TEST_ADMIN_TOKEN }} }}\n\
-             database:\n  url: \"{db}\"\n  connect_timeout: 2s\n  ping_interval: 500ms\n  \
-             ping_timeout: 400ms\n  retry_min: 100ms\n  retry_max: 1s\n  statement_timeout: 10s\n\
-             temu:\n  timeout: 5s\n  read_timeout: 3s\n  connect_timeout: 2s\n  max_retries: 6\n  \
-             call_deadline: 30s\n  retry_backoff_min: 20ms\n  retry_backoff_max: 300ms\n  \
-             breaker_threshold: 1000\n{extra_temu}\
-             apps:\n",
-            db = opts.database_url,
-            extra_temu = opts.extra_temu,
-        );
-        for (i, app) in sim.config.apps.iter().enumerate() {
-            yaml.push_str(&format!(
-                "  - {{ name: app{i}, app_key: \"{}\", app_secret: {{ env: TEST_APP_SECRET_{i} }}, qps: {} }}\n",
-                app.app_key, app.qps
-            ));
-        }
-        yaml.push_str("shops:\n");
-        for (i, shop) in sim.config.shops.iter().enumerate() {
-            let app = sim
-                .config
-                .apps
-                .iter()
-                .position(|a| a.app_key == shop.app_key)
-                .unwrap_or(0);
-            yaml.push_str(&format!(
-                "  - {{ name: {}, region: us, app: app{app}, access_token: {{ env: TEST_TOKEN_{i} }}, base_url: \"{}\" }}\n",
-                shop.name, opts.router_url
-            ));
-        }
-        yaml.push_str(&format!(
-            "sync:\n  initial_window: 91d\n  chunk: {chunk}\n  settle: 0s\n  lookback: {lookback}\n  lease_ttl: 3s\n  \
-             retry_backoff_min: 200ms\n  retry_backoff_max: 1s\n  max_retries: 5\n{}  \
-             intervals: {{ orders: {i}, products: {i}, aftersales: {i} }}\n\
-             supervisor: {{ shutdown_timeout: 8s }}\n",
-            opts.extra_sync,
-            i = opts.interval,
-            chunk = opts.chunk,
-            lookback = opts.lookback
-        ));
-        let mut config = tempfile::NamedTempFile::new().expect("temp config");
-        config.write_all(yaml.as_bytes()).expect("write config");
-        let log = tempfile::NamedTempFile::new().expect("temp log");
-        let mut cmd = Command::new(BIN);
-        cmd.arg("--config")
-            .arg(config.path())
-            .arg("run")
+        let shops = SimShops::new(&sim.config, &opts.router_url);
+        let yaml = config_yaml(port, opts, &shops);
+        let process = DaemonLaunch::new(BIN, port, yaml)
             .env("TEST_ADMIN_TOKEN", ADMIN_TOKEN)
-            .stdout(Stdio::null())
-            .stderr(log.reopen().expect("log file"));
-        for (i, app) in sim.config.apps.iter().enumerate() {
-            cmd.env(format!("TEST_APP_SECRET_{i}"), &app.app_secret);
-        }
-        for (i, shop) in sim.config.shops.iter().enumerate() {
-            cmd.env(format!("TEST_TOKEN_{i}"), &shop.access_token);
-        }
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let child = cmd.spawn().expect("daemon starts");
+            .envs(shops.env())
+            .envs(env.iter().copied())
+            .spawn()
+            .expect("daemon starts");
         Self {
-            child,
-            addr: SocketAddr::from(([127, 0, 0, 1], port)),
-            _config: config,
-            log,
+            addr: process.addr(),
+            process,
         }
-    }
-
-    pub fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
-    }
-
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(self.log.path()).unwrap_or_default()
-    }
-
-    pub fn log_tail(&self, n: usize) -> String {
-        let text = self.log();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(n)..].join("\n")
-    }
-
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    pub fn still_running(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
-    }
-
-    pub fn signal(&self, sig: i32) {
-        // SAFETY: signalling our own child process.
-        unsafe {
-            libc::kill(self.child.id() as i32, sig);
-        }
-    }
-
-    /// Waits for the process to exit, up to `limit`; its exit code (None: still running or killed).
-    pub fn wait_exit(&mut self, limit: Duration) -> Option<Option<i32>> {
-        let end = Instant::now() + limit;
-        while Instant::now() < end {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return Some(status.code());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        None
     }
 }
 
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+impl std::ops::Deref for Daemon {
+    type Target = DaemonProcess;
+
+    fn deref(&self) -> &DaemonProcess {
+        &self.process
     }
+}
+
+impl std::ops::DerefMut for Daemon {
+    fn deref_mut(&mut self) -> &mut DaemonProcess {
+        &mut self.process
+    }
+}
+
+/// The whole config file: fast timeouts and retries so faults resolve within a test's patience.
+fn config_yaml(port: u16, opts: &DaemonOptions, shops: &SimShops<'_>) -> String {
+    let mut yaml = format!(
+        "log: {{ format: json, level: \"info,temu_sync=debug\" }}\n\
+         http: {{ listen: \"127.0.0.1:{port}\", admin_token: {{ env: TEST_ADMIN_TOKEN }} }}\n\
+         database:\n  url: \"{db}\"\n  connect_timeout: 2s\n  ping_interval: 500ms\n  \
+         ping_timeout: 400ms\n  retry_min: 100ms\n  retry_max: 1s\n  statement_timeout: 10s\n\
+         temu:\n  timeout: 5s\n  read_timeout: 3s\n  connect_timeout: 2s\n  max_retries: 6\n  \
+         call_deadline: 30s\n  retry_backoff_min: 20ms\n  retry_backoff_max: 300ms\n  \
+         breaker_threshold: 1000\n{extra_temu}",
+        db = opts.database_url,
+        extra_temu = opts.extra_temu,
+    );
+    yaml.push_str(&shops.yaml());
+    yaml.push_str(&format!(
+        "sync:\n  initial_window: 91d\n  chunk: {chunk}\n  settle: 0s\n  lookback: {lookback}\n  lease_ttl: 3s\n  \
+         retry_backoff_min: 200ms\n  retry_backoff_max: 1s\n  max_retries: 5\n{}  \
+         intervals: {{ orders: {i}, products: {i}, aftersales: {i} }}\n\
+         supervisor: {{ shutdown_timeout: 8s }}\n",
+        opts.extra_sync,
+        i = opts.interval,
+        chunk = opts.chunk,
+        lookback = opts.lookback
+    ));
+    yaml
 }
 
 pub fn options(db: &TestDatabase, sim: &Sim) -> DaemonOptions {
@@ -207,22 +142,6 @@ pub async fn pg(db: &TestDatabase) -> tokio_postgres::Client {
         let _ = conn.await;
     });
     client
-}
-
-/// Polls `cond` every 200 ms until it holds or `limit` passes.
-pub async fn eventually<F, Fut>(limit: Duration, mut cond: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let end = Instant::now() + limit;
-    while Instant::now() < end {
-        if cond().await {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    cond().await
 }
 
 /// Succeeded runs per stream that started after `since` (database clock).

@@ -7,7 +7,7 @@ use diesel_async::RunQueryDsl;
 use temu_sync::config::DatabaseConfig;
 use temu_sync::db::{migrate, Database, DbActor, DbActorArgs, DbError, Instance};
 use temu_sync::health::Health;
-use temu_sync::testkit::{FaultMode, FaultProxy, TestDatabase};
+use temu_sync::testkit::{eventually, FaultMode, FaultProxy, TestDatabase};
 
 fn config(url: String) -> DatabaseConfig {
     DatabaseConfig {
@@ -49,22 +49,6 @@ async fn count(db: &Database, sql: &str) -> i64 {
         .await
         .expect("count query")
         .n
-}
-
-/// Polls `cond` every 50 ms until it holds or `limit` passes; returns whether it held.
-async fn eventually<F, Fut>(limit: Duration, mut cond: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let end = Instant::now() + limit;
-    while Instant::now() < end {
-        if cond().await {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    cond().await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -176,6 +160,21 @@ async fn transaction_commits_on_ok_and_rolls_back_on_err() {
     );
 }
 
+/// `sql` in a transaction of its own, within 10 s.
+async fn execute_in_transaction(
+    db: &Database,
+    label: &'static str,
+    sql: &'static str,
+) -> Result<(), DbError> {
+    db.transaction::<_, DbError, _>(label, Duration::from_secs(10), |conn| {
+        Box::pin(async move {
+            diesel::sql_query(sql).execute(conn).await?;
+            Ok(())
+        })
+    })
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancelled_transaction_leaves_nothing_visible_and_pool_healthy() {
     let test_db = TestDatabase::create("tx_cancel").await.unwrap();
@@ -185,16 +184,9 @@ async fn cancelled_transaction_leaves_nothing_visible_and_pool_healthy() {
         c.statement_timeout = Duration::from_secs(30);
     })
     .await;
-    db.transaction::<_, DbError, _>("create", Duration::from_secs(10), |conn| {
-        Box::pin(async move {
-            diesel::sql_query("CREATE TABLE t (x int)")
-                .execute(conn)
-                .await?;
-            Ok(())
-        })
-    })
-    .await
-    .expect("create table");
+    execute_in_transaction(&db, "create", "CREATE TABLE t (x int)")
+        .await
+        .expect("create table");
 
     let started = Instant::now();
     let result = db
@@ -225,16 +217,9 @@ async fn cancelled_transaction_leaves_nothing_visible_and_pool_healthy() {
     // With a single-connection pool, the next unit of work must get a clean connection at once:
     // the interrupted one was discarded, not handed back inside its transaction.
     assert_eq!(count(&db, "SELECT count(*) AS n FROM t").await, 0);
-    db.transaction::<_, DbError, _>("after", Duration::from_secs(10), |conn| {
-        Box::pin(async move {
-            diesel::sql_query("INSERT INTO t VALUES (7)")
-                .execute(conn)
-                .await?;
-            Ok(())
-        })
-    })
-    .await
-    .expect("pool healthy after a cancelled transaction");
+    execute_in_transaction(&db, "after", "INSERT INTO t VALUES (7)")
+        .await
+        .expect("pool healthy after a cancelled transaction");
     assert_eq!(count(&db, "SELECT count(*) AS n FROM t").await, 1);
     assert!(
         db.stats().broken_closed >= 1,

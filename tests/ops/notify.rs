@@ -3,10 +3,7 @@
 //! watchdog every WATCHDOG_USEC/2 and says STOPPING=1 on SIGTERM; the notifier withholds the
 //! watchdog ping while the supervisor does not answer.
 
-use std::io::Write;
-use std::net::TcpListener;
 use std::os::unix::net::UnixDatagram;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,6 +12,7 @@ use temu_sync::health::Health;
 use temu_sync::ops::Notifier;
 use temu_sync::shutdown::Shutdown;
 use temu_sync::supervisor::PingFn;
+use temu_sync::testkit::{free_port, DaemonLaunch};
 
 const BIN: &str = env!("CARGO_BIN_EXE_temu-sync");
 
@@ -73,26 +71,6 @@ impl FakeSystemd {
     }
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
-struct Daemon {
-    child: Child,
-    _config: tempfile::NamedTempFile,
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn count(msgs: &[String], line: &str) -> usize {
     msgs.iter().filter(|m| m.lines().any(|l| l == line)).count()
 }
@@ -102,32 +80,13 @@ fn daemon_speaks_the_notify_protocol_without_a_database() {
     let systemd = FakeSystemd::bind();
     // No database listens on this port: READY must not wait for it.
     let db_port = free_port();
-    let port = free_port();
-    let mut config = tempfile::NamedTempFile::new().expect("config");
-    write!(
-        config,
-        "log: {{ format: json, level: info }}\n\
-         http: {{ listen: \"127.0.0.1:{port}\" }}\n\
-         database:\n  url: \"postgres://postgres@127.0.0.1:{db_port}/none\"\n  connect_timeout: 1s\n  \
-         ping_interval: 500ms\n  ping_timeout: 400ms\n  retry_min: 100ms\n  retry_max: 1s\n\
-         supervisor: {{ shutdown_timeout: 5s }}\n"
-    )
-    .expect("write config");
-    let child = Command::new(BIN)
-        .arg("--config")
-        .arg(config.path())
-        .arg("run")
+    let database_url = format!("postgres://postgres@127.0.0.1:{db_port}/none");
+    let mut daemon = DaemonLaunch::database_only(BIN, &database_url)
         .env("NOTIFY_SOCKET", systemd.path())
         .env("WATCHDOG_USEC", "400000")
         .env_remove("WATCHDOG_PID")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
         .spawn()
         .expect("daemon starts");
-    let mut daemon = Daemon {
-        child,
-        _config: config,
-    };
 
     let (first, ready) = systemd.until(Duration::from_secs(15), |m| m.contains("READY=1"));
     assert!(ready, "no READY=1 within 15 s; got {first:?}");
@@ -156,20 +115,12 @@ fn daemon_speaks_the_notify_protocol_without_a_database() {
     );
 
     // SIGTERM: STOPPING=1, then a clean exit.
-    // SAFETY: signalling our own child by pid.
-    unsafe {
-        libc::kill(daemon.child.id() as i32, libc::SIGTERM);
-    }
+    daemon.signal(libc::SIGTERM);
     let (after, stopping) = systemd.until(Duration::from_secs(10), |m| m.contains("STOPPING=1"));
     assert!(stopping, "no STOPPING=1 after SIGTERM; got {after:?}");
-    let end = Instant::now() + Duration::from_secs(20);
-    let code = loop {
-        if let Ok(Some(status)) = daemon.child.try_wait() {
-            break status.code();
-        }
-        assert!(Instant::now() < end, "daemon did not exit after SIGTERM");
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let code = daemon
+        .wait_exit(Duration::from_secs(20))
+        .expect("daemon did not exit after SIGTERM");
     assert_eq!(code, Some(0));
 }
 

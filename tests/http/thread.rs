@@ -3,40 +3,28 @@
 //! still answers and `/livez` reports the unresponsive supervisor as a 503, instead of the
 //! connection hanging. In-process, so the test can block the daemon's only worker thread.
 
-use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
 use temu_sync::app;
 use temu_sync::config::Config;
 use temu_sync::sync::SyncBoard;
+use temu_sync::testkit::{eventually, free_port, http_status};
 
-fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    l.local_addr().expect("local addr").port()
-}
-
-/// GET `url` with a deadline; the status, or the error as text.
-async fn status(client: &reqwest::Client, url: &str, deadline: Duration) -> Result<u16, String> {
-    client
-        .get(url)
-        .timeout(deadline)
-        .send()
-        .await
-        .map(|r| r.status().as_u16())
-        .map_err(|e| format!("{e:?}"))
-}
-
+/// Waits until `GET url` answers `want` (each request within 2 s); panics with the last answer.
 async fn until_status(client: &reqwest::Client, url: &str, want: u16, within: Duration) {
-    let end = Instant::now() + within;
-    let mut last = Err(String::from("not asked yet"));
-    while Instant::now() < end {
-        last = status(client, url, Duration::from_secs(2)).await;
-        if last == Ok(want) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("{url}: wanted {want} within {within:?}, last {last:?}");
+    let last = parking_lot::Mutex::new(Err(String::from("not asked yet")));
+    let reached = eventually(within, || async {
+        let status = http_status(client, url, Duration::from_secs(2)).await;
+        let hit = status == Ok(want);
+        *last.lock() = status;
+        hit
+    })
+    .await;
+    assert!(
+        reached,
+        "{url}: wanted {want} within {within:?}, last {:?}",
+        last.lock()
+    );
 }
 
 #[test]
@@ -84,7 +72,7 @@ fn endpoint_answers_while_the_daemon_runtime_is_blocked() {
 
     client_rt.block_on(async {
         let asked = Instant::now();
-        let live = status(&client, &livez, Duration::from_secs(4)).await;
+        let live = http_status(&client, &livez, Duration::from_secs(4)).await;
         assert_eq!(
             live,
             Ok(503),
@@ -96,7 +84,7 @@ fn endpoint_answers_while_the_daemon_runtime_is_blocked() {
             "/livez took {:?}",
             asked.elapsed()
         );
-        let h = status(&client, &health, Duration::from_secs(2)).await;
+        let h = http_status(&client, &health, Duration::from_secs(2)).await;
         assert!(
             matches!(h, Ok(200) | Ok(503)),
             "/health must answer from its snapshot while the runtime is blocked: {h:?}"

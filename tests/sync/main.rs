@@ -1,0 +1,69 @@
+//! End to end: the real daemon binary syncs from the simulator into the real PostgreSQL, and the
+//! database is compared with the simulator's ground truth — every record present, at its latest
+//! version, no duplicates — after backfills, updates, drift, faults, crashes and outages.
+//!
+//! One test binary: `e2e` (what arrives in the database), `lifecycle` (signals, kills, timeouts,
+//! two daemons), `routes` (the HTTP routes of a syncing daemon). The shared world (simulator,
+//! daemon, ground-truth comparison) is `tests/sync_common`, which the fault matrix uses too. Each
+//! test has its own database, simulator and daemon on free ports, so they run in parallel.
+
+#[path = "../sync_common/mod.rs"]
+mod sync_common;
+
+mod e2e;
+mod lifecycle;
+mod routes;
+
+use std::time::Duration;
+
+use sync_common::*;
+use temu_sync::sim::SimConfig;
+use temu_sync::testkit::{eventually_some, TestDatabase};
+
+/// A test database (created by the daemon) and a simulator with one shop of `orders` orders.
+async fn setup(prefix: &str, orders: usize) -> (TestDatabase, Sim) {
+    let db = TestDatabase::reserve(prefix).expect("test database");
+    let mut config = SimConfig::demo(fastrand::u64(..), 1, orders);
+    config.apps[0].qps = 50;
+    let sim = Sim::start(config).await;
+    (db, sim)
+}
+
+/// The database equals the simulator's ground truth, allowing a few more rounds: a change stamped
+/// within the current second can fall after one round's window end (`settle` is 0 here, and the
+/// simulator stamps a second change to one order `updated + 1`); the next round (2 s interval,
+/// 1 h lookback) takes it. A record really lost stays different and fails after the bound.
+async fn assert_matches_truth(client: &tokio_postgres::Client, sim: &Sim, daemon: &Daemon) {
+    eventually(Duration::from_secs(30), || async {
+        compare(client, sim).await.is_clean()
+    })
+    .await;
+    let diff = compare(client, sim).await;
+    assert!(
+        diff.is_clean(),
+        "database differs from the ground truth: {}\nlog:\n{}",
+        diff.summary(),
+        daemon.log_tail(40)
+    );
+    assert!(diff.checked > 0);
+}
+
+/// A connection to the test database once the daemon has created and migrated it.
+async fn wait_for_client(db: &TestDatabase) -> tokio_postgres::Client {
+    let url = db.url();
+    let client = eventually_some(Duration::from_secs(30), || async {
+        let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+            .await
+            .ok()?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        client
+            .query_one("SELECT count(*) FROM sync_runs", &[])
+            .await
+            .ok()
+            .map(|_| client)
+    })
+    .await;
+    client.expect("the daemon did not create and migrate the database")
+}
