@@ -3,7 +3,9 @@
 //! version, no duplicates — after backfills, updates, drift, faults, crashes and outages.
 //!
 //! One test binary: `e2e` (what arrives in the database), `lifecycle` (signals, kills, timeouts,
-//! two daemons), `routes` (the HTTP routes of a syncing daemon). The shared world (simulator,
+//! two daemons), `routes` (the HTTP routes of a syncing daemon); and in process, `scheduler` (the
+//! sync actor's state machine on paused time, over the in-memory ledger) and `ledger` (the same
+//! lease contract in PostgreSQL, two daemons on one database). The shared world (simulator,
 //! daemon, ground-truth comparison) is `tests/sync_common`, which the fault matrix uses too. Each
 //! test has its own database, simulator and daemon on free ports, so they run in parallel.
 
@@ -11,8 +13,10 @@
 mod sync_common;
 
 mod e2e;
+mod ledger;
 mod lifecycle;
 mod routes;
+mod scheduler;
 
 use std::time::Duration;
 

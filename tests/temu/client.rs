@@ -1,13 +1,12 @@
 //! The Temu client against the simulator: signing, every error class, retries, limits, breaker,
 //! proxy, and no secret in any log line.
 
-
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde_json::json;
 use crate::common::*;
+use serde_json::json;
 use temu_sync::config::{ProxyConfig, Region, Stream};
 use temu_sync::health::{Health, Status};
 use temu_sync::metrics::Metrics;

@@ -2,13 +2,12 @@
 //! paging semantics, drift under mutation, QPS enforcement, and the supervised actor's pings,
 //! token checks and re-spawn over the one client.
 
-
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
+use crate::common::*;
 use ractor::rpc::CallResult;
 use ractor::{Actor, ActorRef};
-use crate::common::*;
 use temu_sync::health::{Health, Status};
 use temu_sync::sim::{FaultConfig, Latency, SimConfig, Simulator};
 use temu_sync::temu::client::HEALTH_TOKENS;

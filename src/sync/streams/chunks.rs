@@ -12,8 +12,8 @@
 use std::collections::VecDeque;
 
 use super::batches::upsert_batches;
-use crate::sync::run::Work;
 use crate::store;
+use crate::sync::run::Work;
 use crate::sync::streams::StreamSpec;
 use crate::sync::walk::{walk, Walked};
 use crate::sync::window::{chunks, Window};

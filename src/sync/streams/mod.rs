@@ -25,8 +25,6 @@ use diesel_async::AsyncPgConnection;
 use futures_util::future::BoxFuture;
 
 use super::run::{RunBody, Work};
-use chunks::walk_chunks;
-use sweep::sweep;
 use super::walk::{Keyed, Page};
 use super::window::Window;
 pub use super::window::WindowKind;
@@ -34,6 +32,8 @@ use super::SyncError;
 use crate::config::{Stream, SyncConfig};
 use crate::store::Upserted;
 use crate::temu::{TemuClient, TemuShop};
+use chunks::walk_chunks;
+use sweep::sweep;
 
 pub use aftersales::Aftersales;
 pub use orders::Orders;

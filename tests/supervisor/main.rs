@@ -10,6 +10,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use temu_sync::config::SupervisorConfig;
 use temu_sync::health::{ChildState, Health};
 use temu_sync::supervisor::{ActorChild, ChildSpec, Outcome, SupervisorArgs, SupervisorHandle};
+use temu_sync::testkit::eventually;
 
 enum WorkerMsg {
     Ping(RpcReplyPort<()>),
@@ -158,15 +159,9 @@ fn send(name: &str, msg: WorkerMsg) {
     actor.send_message(msg).expect("child accepts messages");
 }
 
-async fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let end = Instant::now() + limit;
-    while Instant::now() < end {
-        if cond() {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    cond()
+/// A condition read from memory, as a wait of the test kit asks for it.
+fn holds(value: bool) -> std::future::Ready<bool> {
+    std::future::ready(value)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -178,10 +173,9 @@ async fn panicking_child_is_restarted_after_backoff_and_counted() {
     let panicked_at = Instant::now();
     send(&name, WorkerMsg::Panic);
     assert!(
-        wait_until(Duration::from_secs(10), || probe
-            .starts
-            .load(Ordering::SeqCst)
-            == 2)
+        eventually(Duration::from_secs(10), || holds(
+            probe.starts.load(Ordering::SeqCst) == 2
+        ))
         .await,
         "child was not restarted"
     );
@@ -196,10 +190,12 @@ async fn panicking_child_is_restarted_after_backoff_and_counted() {
         "restarted without backoff: {restarted_after:?}"
     );
     assert!(
-        wait_until(Duration::from_secs(5), || {
-            tree.health
-                .child(&name)
-                .is_some_and(|c| c.state == ChildState::Running)
+        eventually(Duration::from_secs(5), || {
+            holds(
+                tree.health
+                    .child(&name)
+                    .is_some_and(|c| c.state == ChildState::Running),
+            )
         })
         .await
     );
@@ -222,10 +218,9 @@ async fn hung_child_is_killed_and_restarted() {
     let (name, probe) = tree.probes[0].clone();
     send(&name, WorkerMsg::Hang);
     assert!(
-        wait_until(Duration::from_secs(10), || probe
-            .starts
-            .load(Ordering::SeqCst)
-            >= 2)
+        eventually(Duration::from_secs(10), || holds(
+            probe.starts.load(Ordering::SeqCst) >= 2
+        ))
         .await,
         "hung child was not replaced"
     );
@@ -251,8 +246,8 @@ async fn too_many_restarts_stop_everything_in_order_with_meltdown() {
     for round in 1..=3u32 {
         send(&name, WorkerMsg::Panic);
         assert!(
-            wait_until(Duration::from_secs(10), || {
-                probe.starts.load(Ordering::SeqCst) == round + 1
+            eventually(Duration::from_secs(10), || {
+                holds(probe.starts.load(Ordering::SeqCst) == round + 1)
             })
             .await,
             "restart {round} did not happen"
