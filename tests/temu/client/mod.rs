@@ -1,0 +1,19 @@
+//! The Temu client against the simulator: signing, every error class, retries, limits, breaker,
+//! proxy, token checks, and no secret in any log line.
+
+mod calls;
+mod errors;
+mod limits;
+mod proxy;
+mod shops;
+
+use temu_sync::temu::model::OrderListRequest;
+
+/// Page `n` of the order listing, 20 a page.
+fn page(n: u32) -> OrderListRequest {
+    OrderListRequest {
+        page_number: n,
+        page_size: 20,
+        ..Default::default()
+    }
+}
