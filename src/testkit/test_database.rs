@@ -9,6 +9,9 @@ use std::time::Duration;
 
 use tokio_postgres::NoTls;
 
+use crate::config::DatabaseConfig;
+use crate::db::{migrate, Database};
+
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
 pub struct TestDatabase {
@@ -55,6 +58,26 @@ impl TestDatabase {
         let db = Self::reserve(prefix)?;
         admin_exec(&db.admin, &format!("CREATE DATABASE \"{}\"", db.name)).await?;
         Ok(db)
+    }
+
+    /// Creates a database with every migration applied, and a [`Database`] handle on it with a
+    /// small pool (2 + 2) and short timeouts, as the store and ledger tests use.
+    pub async fn migrated(prefix: &str) -> Result<(Self, Database), String> {
+        let test_db = Self::create(prefix).await?;
+        let cfg = DatabaseConfig {
+            url: test_db.url(),
+            pool_size: 2,
+            max_overflow: 2,
+            pool_timeout: Duration::from_secs(5),
+            statement_timeout: Duration::from_secs(10),
+            ..DatabaseConfig::default()
+        };
+        let db = Database::new(cfg).map_err(|e| e.to_string())?;
+        migrate::run_pending(db.connector())
+            .await
+            .map_err(|e| format!("migrations did not apply: {e}"))?;
+        db.rebuild_pool();
+        Ok((test_db, db))
     }
 
     /// A handle that drops the database when dropped, without creating it (the daemon will).

@@ -9,8 +9,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use diesel::sql_types::{BigInt, Nullable, Text, Timestamptz};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use serde_json::json;
-use temu_sync::config::DatabaseConfig;
-use temu_sync::db::{migrate, Database};
+use temu_sync::db::Database;
 use temu_sync::store::*;
 use temu_sync::temu::model::{AfterSales, Goods, OrderItem};
 use temu_sync::temu::WithRaw;
@@ -20,21 +19,9 @@ use temu_sync::testkit::TestDatabase;
 pub const TTL: Duration = Duration::from_secs(60);
 
 pub async fn database(prefix: &str) -> (TestDatabase, Database) {
-    let test_db = TestDatabase::create(prefix).await.expect("test database");
-    let cfg = DatabaseConfig {
-        url: test_db.url(),
-        pool_size: 2,
-        max_overflow: 2,
-        pool_timeout: Duration::from_secs(5),
-        statement_timeout: Duration::from_secs(10),
-        ..DatabaseConfig::default()
-    };
-    let db = Database::new(cfg).expect("valid config");
-    migrate::run_pending(db.connector())
+    TestDatabase::migrated(prefix)
         .await
-        .expect("migrations apply");
-    db.rebuild_pool();
-    (test_db, db)
+        .expect("a migrated test database")
 }
 
 pub fn ts(secs: i64) -> DateTime<Utc> {

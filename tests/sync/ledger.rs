@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
-use temu_sync::config::{DatabaseConfig, Stream};
-use temu_sync::db::{migrate, Database};
+use temu_sync::config::Stream;
+use temu_sync::db::Database;
 use temu_sync::store::RunStatus;
 use temu_sync::sync::progress::ProgressSnapshot;
 use temu_sync::sync::run::{PgLedger, RunEnd, RunLedger};
@@ -14,21 +14,9 @@ use temu_sync::testkit::TestDatabase;
 const TTL: Duration = Duration::from_secs(60);
 
 async fn database(prefix: &str) -> (TestDatabase, Database) {
-    let test_db = TestDatabase::create(prefix).await.expect("test database");
-    let cfg = DatabaseConfig {
-        url: test_db.url(),
-        pool_size: 2,
-        max_overflow: 2,
-        pool_timeout: Duration::from_secs(5),
-        statement_timeout: Duration::from_secs(10),
-        ..DatabaseConfig::default()
-    };
-    let db = Database::new(cfg).expect("valid config");
-    migrate::run_pending(db.connector())
+    TestDatabase::migrated(prefix)
         .await
-        .expect("migrations apply");
-    db.rebuild_pool();
-    (test_db, db)
+        .expect("a migrated test database")
 }
 
 fn ledgers(db: &Database) -> (PgLedger, PgLedger) {
