@@ -12,7 +12,9 @@ use temu_sync::health::{Health, Status};
 use temu_sync::sim::{FaultConfig, Latency, SimConfig, Simulator};
 use temu_sync::temu::client::HEALTH_TOKENS;
 use temu_sync::temu::model::*;
-use temu_sync::temu::{TemuActor, TemuActorArgs, TemuClient, TemuMsg, TokenReport, TokenState};
+use temu_sync::temu::{
+    TemuActor, TemuActorArgs, TemuClient, TemuMsg, TemuShop, TokenReport, TokenState,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn same_seed_same_data_other_seed_other_data() {
@@ -239,9 +241,22 @@ async fn actor_answers_pings_during_slow_calls_and_a_respawn_keeps_the_one_clien
     let (actor, join) = Actor::spawn(Some("temu-test".into()), TemuActor, args.clone())
         .await
         .unwrap();
-
-    let started = Instant::now();
     let shops = [shop_of(&client, "shop-0"), shop_of(&client, "shop-1")];
+
+    slow_calls_leave_pings_answered(&client, &actor, &shops).await;
+    token_health_is_published(&health).await;
+    let calls_after_stop = stop_ends_the_periodic_check(&client, actor, join).await;
+    respawn_checks_through_the_same_client(&client, args, &shops, &cfg, calls_after_stop).await;
+    assert_no_secrets_logged(&cfg, &[]);
+}
+
+/// Ten 300 ms calls run concurrently while a ping is answered within 200 ms.
+async fn slow_calls_leave_pings_answered(
+    client: &TemuClient,
+    actor: &ActorRef<TemuMsg>,
+    shops: &[TemuShop; 2],
+) {
+    let started = Instant::now();
     let calls = (0..10).map(|i| {
         let c = client.clone();
         let shop = shops[i % 2].clone();
@@ -261,7 +276,7 @@ async fn actor_answers_pings_during_slow_calls_and_a_respawn_keeps_the_one_clien
         tokio::time::sleep(Duration::from_millis(50)).await;
         let t = Instant::now();
         assert!(
-            ping(&actor, Duration::from_millis(200)).await,
+            ping(actor, Duration::from_millis(200)).await,
             "ping answered during slow calls"
         );
         t.elapsed()
@@ -275,8 +290,10 @@ async fn actor_answers_pings_during_slow_calls_and_a_respawn_keeps_the_one_clien
         "{:?}",
         started.elapsed()
     );
+}
 
-    // The token check publishes per-shop health.
+/// The actor's token check publishes per-shop health.
+async fn token_health_is_published(health: &Health) {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         let report = health.report();
@@ -293,8 +310,15 @@ async fn actor_answers_pings_during_slow_calls_and_a_respawn_keeps_the_one_clien
         assert!(Instant::now() < deadline, "token health not published");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
 
-    // Stop: the actor answers nothing more and its periodic check (every second) stops with it.
+/// Stop: the actor answers nothing more and its periodic check (every second) stops with it.
+/// Returns the client's call count after the stop.
+async fn stop_ends_the_periodic_check(
+    client: &TemuClient,
+    actor: ActorRef<TemuMsg>,
+    join: tokio::task::JoinHandle<()>,
+) -> u64 {
     actor.stop(None);
     tokio::time::timeout(Duration::from_secs(5), join)
         .await
@@ -309,8 +333,17 @@ async fn actor_answers_pings_during_slow_calls_and_a_respawn_keeps_the_one_clien
         calls_after_stop,
         "no token check after the actor stopped"
     );
+    calls_after_stop
+}
 
-    // A re-spawn gets the same client: its checks count in that client and update its shops.
+/// A re-spawn gets the same client: its checks count in that client and update its shops.
+async fn respawn_checks_through_the_same_client(
+    client: &TemuClient,
+    args: TemuActorArgs,
+    shops: &[TemuShop; 2],
+    cfg: &SimConfig,
+    calls_after_stop: u64,
+) {
     let (actor2, join2) = Actor::spawn(Some("temu-test".into()), TemuActor, args)
         .await
         .unwrap();
@@ -333,5 +366,4 @@ async fn actor_answers_pings_during_slow_calls_and_a_respawn_keeps_the_one_clien
         .await
         .unwrap()
         .unwrap();
-    assert_no_secrets_logged(&cfg, &[]);
 }
