@@ -119,6 +119,7 @@ pub async fn run_with(
         liveness,
         shared.health.clone(),
         http::LIVENESS_DEADLINE,
+        &shared.metrics,
     );
     if let Some(every) = notifier.watchdog_interval() {
         tracing::info!(
@@ -135,16 +136,22 @@ pub async fn run_with(
 }
 
 /// Histogram samples are folded on a timer, so memory stays flat whether or not anyone scrapes.
+/// A panic of the task is logged and counted (`temu_sync_task_panics_total{task="metrics_upkeep"}`).
 fn spawn_metrics_upkeep(shared: &Shared) {
     let (metrics, shutdown) = (shared.metrics.clone(), shared.shutdown.clone());
     shared.shutdown.spawn(async move {
-        let mut every = tokio::time::interval(crate::metrics::UPKEEP_EVERY);
-        loop {
-            tokio::select! {
-                _ = shutdown.stopping() => return,
-                _ = every.tick() => metrics.run_upkeep(),
+        let upkeep = async {
+            let mut every = tokio::time::interval(crate::metrics::UPKEEP_EVERY);
+            loop {
+                tokio::select! {
+                    _ = shutdown.stopping() => return,
+                    _ = every.tick() => metrics.run_upkeep(),
+                }
             }
-        }
+        };
+        metrics
+            .watched(crate::metrics::TASK_METRICS_UPKEEP, upkeep)
+            .await;
     });
 }
 
@@ -291,19 +298,39 @@ pub async fn migrate(config: &Config) -> Result<Vec<String>, crate::db::DbError>
     crate::db::migrate::run_pending(db.connector()).await
 }
 
-pub async fn shutdown_signal() -> &'static str {
+/// What an operator sees on SIGHUP until live reload exists.
+pub const SIGHUP_MESSAGE: &str = "reload is not supported yet; restart to apply";
+
+/// Resolves on SIGTERM or SIGINT with the signal's name. SIGHUP never stops the daemon (its
+/// default action would kill it): each one is logged at warn ([`SIGHUP_MESSAGE`]) and the wait
+/// goes on. The handlers are installed when this is called, not when the future is first polled,
+/// so a signal during start-up is already handled. Needs a tokio runtime.
+pub fn shutdown_signal() -> impl std::future::Future<Output = &'static str> {
     use tokio::signal::unix::{signal, SignalKind};
     let term = signal(SignalKind::terminate());
     let int = signal(SignalKind::interrupt());
-    match (term, int) {
-        (Ok(mut term), Ok(mut int)) => tokio::select! {
-            _ = term.recv() => "SIGTERM",
-            _ = int.recv() => "SIGINT",
-        },
-        _ => {
+    let hup = signal(SignalKind::hangup());
+    async move {
+        let (Ok(mut term), Ok(mut int)) = (term, int) else {
             // Without signal handlers we can only wait for Ctrl-C through tokio's fallback.
             let _ = tokio::signal::ctrl_c().await;
-            "SIGINT"
+            return "SIGINT";
+        };
+        let mut hup = match hup {
+            Ok(hup) => Some(hup),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot handle SIGHUP; a SIGHUP will stop the daemon");
+                None
+            }
+        };
+        loop {
+            tokio::select! {
+                _ = term.recv() => return "SIGTERM",
+                _ = int.recv() => return "SIGINT",
+                Some(()) = async { hup.as_mut()?.recv().await } => {
+                    tracing::warn!(signal = "SIGHUP", "{SIGHUP_MESSAGE}");
+                }
+            }
         }
     }
 }

@@ -29,12 +29,28 @@ pub struct Instance {
 
 impl Instance {
     pub fn current() -> Self {
-        let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .map(|h| h.trim().to_string())
-            .unwrap_or_else(|_| "unknown".to_string());
+        let hostname = hostname();
         let pid = std::process::id() as i32;
         let id = format!("{hostname}-{pid}-{:08x}", fastrand::u32(..));
         Self { id, hostname, pid }
+    }
+}
+
+/// The kernel's host name from `gethostname(2)` — not `/proc/sys/kernel/hostname`, which the
+/// shipped unit's `ProcSubset=pid` hides. `"unknown"` only if the call itself fails.
+fn hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: the pointer and length describe `buf`, which outlives the call; gethostname writes
+    // at most `len` bytes into it.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return "unknown".to_string();
+    }
+    // Truncated names may lack the terminating NUL: take everything up to the first NUL, if any.
+    let len = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    match String::from_utf8_lossy(&buf[..len]).trim() {
+        "" => "unknown".to_string(),
+        name => name.to_string(),
     }
 }
 
@@ -287,4 +303,72 @@ async fn probe(args: &DbActorArgs, ready: bool) -> Result<Duration, DbError> {
         }
     }
     Ok(latency)
+}
+
+#[cfg(test)]
+mod hostname_tests {
+    use super::hostname;
+
+    /// `hostname` (coreutils/inetutils) prints the kernel's nodename, as `uname -n` does.
+    fn nodename() -> String {
+        let out = std::process::Command::new("uname")
+            .arg("-n")
+            .output()
+            .expect("uname runs");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    #[test]
+    fn the_hostname_is_the_kernels_nodename() {
+        let name = hostname();
+        assert_ne!(name, "unknown");
+        assert_eq!(name, nodename());
+    }
+
+    /// Run inside the child of the next test (a mount namespace whose /proc has `subset=pid`).
+    #[test]
+    fn hostname_under_proc_subset_pid_child() {
+        if std::env::var_os("TEMU_SYNC_HOSTNAME_CHILD").is_none() {
+            return;
+        }
+        assert!(
+            !std::path::Path::new("/proc/sys/kernel/hostname").exists(),
+            "the child sees /proc as ProcSubset=pid shows it"
+        );
+        println!("hostname=[{}]", hostname());
+    }
+
+    /// Under `ProcSubset=pid` (here: `unshare` + a `/proc` mounted with `subset=pid`, needs root)
+    /// the host name is still the real one.
+    #[test]
+    fn the_hostname_is_known_under_proc_subset_pid() {
+        let exe = std::env::current_exe().expect("the test binary");
+        let script = "mount -t proc -o subset=pid proc /proc && exec \"$0\" --exact --nocapture \
+                      db::actor::hostname_tests::hostname_under_proc_subset_pid_child";
+        let out = std::process::Command::new("unshare")
+            .args(["--mount", "--pid", "--fork", "sh", "-c", script])
+            .arg(&exe)
+            .env("TEMU_SYNC_HOSTNAME_CHILD", "1")
+            .output();
+        let out = match out {
+            Ok(out) if out.status.success() => out,
+            Ok(out) if String::from_utf8_lossy(&out.stderr).contains("Operation not permitted") => {
+                eprintln!("skipped: unshare/mount not permitted here (needs root)");
+                return;
+            }
+            Ok(out) => panic!(
+                "the child failed: {}\n{}{}",
+                out.status,
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+            Err(e) => {
+                eprintln!("skipped: unshare is not available ({e})");
+                return;
+            }
+        };
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let expected = format!("hostname=[{}]", nodename());
+        assert!(stdout.contains(&expected), "want {expected}\n{stdout}");
+    }
 }

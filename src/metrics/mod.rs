@@ -8,6 +8,8 @@
 //! expiry: set by the client whenever it publishes that state). The other state series (pool
 //! counters, actor restarts, health per check) mirror the [`Health`] snapshot and are refreshed
 //! from it at scrape time by [`Metrics::render`], so they can never disagree with `/health`.
+//! Panics of spawned tasks are caught and counted through `panics.rs` ([`catch_panic`],
+//! [`Metrics::watched`]).
 //!
 //! Backend: `metrics` + `metrics-exporter-prometheus` without default features (no listener of its
 //! own; we serve the text from our hyper route). Chosen over `prometheus-client` because it writes
@@ -32,6 +34,12 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusRecorder
 use crate::health::{Health, Status};
 
 pub mod names;
+mod panics;
+
+pub use panics::{
+    catch_panic, panic_message, TASKS, TASK_HEARTBEAT, TASK_METRICS_UPKEEP, TASK_NOTIFIER,
+    TASK_SYNC_RUN,
+};
 
 use names::Kind;
 
@@ -176,6 +184,7 @@ impl Metrics {
         metrics.gauge(names::START_TIME, &[], start);
         metrics.counter_absolute(names::DB_CHECKOUT_TIMEOUTS, &[], 0);
         metrics.counter_absolute(names::DB_BROKEN, &[], 0);
+        metrics.init_task_panics();
         metrics.gauge(names::DB_UP, &[], 0.0);
         metrics.gauge(names::DB_POOL_WAITING, &[], 0.0);
         metrics.gauge(names::DB_POOL_MAX, &[], 0.0);

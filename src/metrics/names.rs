@@ -28,6 +28,7 @@ pub const DB_CHECKOUT_WAIT: &str = "temu_sync_db_checkout_wait_seconds";
 pub const DB_CHECKOUT_TIMEOUTS: &str = "temu_sync_db_checkout_timeouts_total";
 pub const DB_BROKEN: &str = "temu_sync_db_broken_connections_total";
 pub const ACTOR_RESTARTS: &str = "temu_sync_actor_restarts_total";
+pub const TASK_PANICS: &str = "temu_sync_task_panics_total";
 pub const HEALTH_STATUS: &str = "temu_sync_health_status";
 pub const HEALTH_CHECK_STATUS: &str = "temu_sync_health_check_status";
 
@@ -97,6 +98,12 @@ pub const CATALOGUE: &[Series] = &[
         kind: Kind::Counter,
         unit: None,
         help: "Restarts of each supervised actor since the daemon started.",
+    },
+    Series {
+        name: TASK_PANICS,
+        kind: Kind::Counter,
+        unit: None,
+        help: "Panics caught in the daemon's spawned tasks, by task (sync_run, heartbeat, notifier, metrics_upkeep); each is logged at error with its message.",
     },
     Series {
         name: BUILD_INFO,

@@ -26,6 +26,7 @@ use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
 use crate::health::{Health, HealthReport, Status};
+use crate::metrics::{Metrics, TASK_NOTIFIER};
 use crate::shutdown::Shutdown;
 use crate::supervisor::PingFn;
 
@@ -152,21 +153,22 @@ impl Notifier {
     /// every [`watchdog_interval`](Self::watchdog_interval) after `liveness` answered `true`
     /// within `deadline` (capped at half the interval so a slow answer never makes a ping late).
     /// The task is tracked by `shutdown` and ends when it is cancelled (no more pings after
-    /// that). Without `NOTIFY_SOCKET` the task ends at once.
+    /// that). Without `NOTIFY_SOCKET` the task ends at once. A panic of the task is logged and
+    /// counted in `metrics` (`temu_sync_task_panics_total{task="notifier"}`); the watchdog pings
+    /// stop with it, so under `WatchdogSec=` systemd restarts the daemon.
     pub fn spawn(
         &self,
         shutdown: &Shutdown,
         liveness: PingFn,
         health: Health,
         deadline: Duration,
+        metrics: &Metrics,
     ) -> JoinHandle<()> {
-        shutdown.spawn(run(
-            self.clone(),
-            liveness,
-            health,
-            deadline,
-            shutdown.token(),
-        ))
+        let notifying = run(self.clone(), liveness, health, deadline, shutdown.token());
+        let metrics = metrics.clone();
+        shutdown.spawn(async move {
+            metrics.watched(TASK_NOTIFIER, notifying).await;
+        })
     }
 }
 

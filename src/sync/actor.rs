@@ -9,6 +9,12 @@
 //! starting together cannot exhaust the pool or the API budget. On stop, the run in progress is
 //! cancelled and given a bounded time to record itself as cancelled and release its lease.
 //!
+//! The run task always reports: a panic anywhere in it (the body's is caught inside the run, which
+//! records it failed and releases the lease; one outside the body is caught here) comes back as a
+//! failed run (`SyncError::Panicked`, retried with backoff, counted in
+//! `temu_sync_task_panics_total`), and a task dropped before it reported (aborted) reports as it is
+//! dropped — so a stream is never left "running" forever.
+//!
 //! What happens after a run is decided by [`next_step`], a pure function of the outcome.
 
 use std::sync::Arc;
@@ -26,7 +32,7 @@ use super::run::{run, RunBody, RunContext, RunOutcome};
 use super::streams;
 use super::{FailureKind, SyncError};
 use crate::config::{Stream, SyncConfig};
-use crate::metrics::RunResult as RunMetric;
+use crate::metrics::{catch_panic, RunResult as RunMetric, TASK_SYNC_RUN};
 use crate::supervisor::Backoff;
 use crate::temu::TemuShop;
 
@@ -79,7 +85,7 @@ pub enum SyncMsg {
     Tick {
         generation: u64,
     },
-    /// Start a run now (operator trigger); also un-parks.
+    /// Start a run now (operator trigger); also un-parks (in memory and in `sync_state`).
     Trigger(RpcReplyPort<TriggerOutcome>),
     RunFinished {
         outcome: RunOutcome,
@@ -219,7 +225,7 @@ impl Actor for SyncActor {
                     && state.running.is_none()
                     && state.parked.is_none()
                 {
-                    start_run(&myself, state);
+                    start_run(&myself, state, false);
                 }
             }
             SyncMsg::Trigger(reply) => {
@@ -229,9 +235,12 @@ impl Actor for SyncActor {
                     if let Some(reason) = state.parked.take() {
                         tracing::info!(shop = %state.shop(), stream = state.args.stream.as_str(),
                             %reason, "un-parked by a trigger");
+                        state.update_board(|u| {
+                            u.parked(None);
+                        });
                     }
                     state.consecutive_failures = 0;
-                    start_run(&myself, state);
+                    start_run(&myself, state, true);
                     let _ = reply.send(TriggerOutcome::Started);
                 }
             }
@@ -249,8 +258,9 @@ impl Actor for SyncActor {
     }
 }
 
-/// Starts a run task, or reschedules when the database is not ready.
-fn start_run(myself: &ActorRef<SyncMsg>, state: &mut SyncState) {
+/// Starts a run task, or reschedules when the database is not ready. `unpark`: an operator's
+/// trigger, which clears a persisted park before the run.
+fn start_run(myself: &ActorRef<SyncMsg>, state: &mut SyncState, unpark: bool) {
     let deps = state.args.deps.clone();
     if deps.health.readiness().is_err() {
         state.update_board(|u| {
@@ -268,6 +278,7 @@ fn start_run(myself: &ActorRef<SyncMsg>, state: &mut SyncState) {
         ledger: deps.ledger.clone(),
         body: state.args.body.clone(),
         db_deadline: deps.db.config().statement_timeout * 2,
+        unpark,
     };
     let progress = Arc::new(Progress::default());
     state.update_board(|u| {
@@ -277,29 +288,76 @@ fn start_run(myself: &ActorRef<SyncMsg>, state: &mut SyncState) {
     let (me, task_cancel, task_progress) = (myself.clone(), cancel.clone(), progress.clone());
     let shutdown = deps.shutdown.clone();
     let join = shutdown.spawn(async move {
-        let started = std::time::Instant::now();
-        // Wait for a run slot; a stop while waiting ends the wait.
-        let permit = tokio::select! {
-            p = deps.run_slots.clone().acquire_owned() => p.ok(),
-            _ = task_cancel.cancelled() => None,
-        };
-        let outcome = match permit {
-            Some(_permit) => run(&ctx, task_cancel, task_progress).await,
-            None => RunOutcome::Failed {
-                error: SyncError::Cancelled("stopped before a run slot was free"),
-                cursor: None,
-            },
-        };
-        let _ = me.send_message(SyncMsg::RunFinished {
-            outcome,
-            took: started.elapsed(),
+        let report = Report::new(me);
+        let attempt = catch_panic(async move {
+            // Wait for a run slot; a stop while waiting ends the wait.
+            let permit = tokio::select! {
+                p = deps.run_slots.clone().acquire_owned() => p.ok(),
+                _ = task_cancel.cancelled() => None,
+            };
+            match permit {
+                Some(_permit) => run(&ctx, task_cancel, task_progress).await,
+                None => RunOutcome::Failed {
+                    error: SyncError::Cancelled("stopped before a run slot was free"),
+                    cursor: None,
+                },
+            }
         });
+        // A panic outside the body (the body's own is recorded by the run): the lease, if taken,
+        // is this daemon's and is taken again by the retry, or expires within `lease_ttl`.
+        let outcome = attempt.await.unwrap_or_else(|message| RunOutcome::Failed {
+            error: SyncError::Panicked {
+                task: TASK_SYNC_RUN,
+                message,
+            },
+            cursor: None,
+        });
+        report.send(outcome);
     });
     state.running = Some(RunningRun {
         cancel,
         join: Some(join),
         progress,
     });
+}
+
+/// Sends the run task's one `RunFinished`: with its outcome, or — when the task is dropped before
+/// it reported (aborted) — as a failure, so the actor never waits for a report that cannot come.
+struct Report {
+    actor: Option<ActorRef<SyncMsg>>,
+    started: std::time::Instant,
+}
+
+impl Report {
+    fn new(actor: ActorRef<SyncMsg>) -> Self {
+        Self {
+            actor: Some(actor),
+            started: std::time::Instant::now(),
+        }
+    }
+
+    fn send(mut self, outcome: RunOutcome) {
+        self.deliver(outcome);
+    }
+
+    fn deliver(&mut self, outcome: RunOutcome) {
+        if let Some(actor) = self.actor.take() {
+            let took = self.started.elapsed();
+            let _ = actor.send_message(SyncMsg::RunFinished { outcome, took });
+        }
+    }
+}
+
+impl Drop for Report {
+    fn drop(&mut self) {
+        self.deliver(RunOutcome::Failed {
+            error: SyncError::Panicked {
+                task: TASK_SYNC_RUN,
+                message: "the run task ended without reporting (aborted)".to_string(),
+            },
+            cursor: None,
+        });
+    }
 }
 
 /// What the scheduler does after a run: the stream's state, when to run next (`None`: parked),
@@ -312,8 +370,9 @@ pub struct NextStep {
 }
 
 /// The scheduling policy, as a pure function: success → the interval (± 10 %); held elsewhere →
-/// within one lease period; cancelled → the interval; a retryable failure → backoff, up to
-/// `max_retries` times in a row, then the interval; a fatal one → parked until a trigger.
+/// within one lease period; cancelled → the interval; a retryable failure (a panic included) →
+/// backoff, up to `max_retries` times in a row, then the interval; a fatal one, or a park found
+/// persisted in `sync_state` → parked until a trigger.
 pub fn next_step(
     outcome: &RunOutcome,
     config: &SyncConfig,
@@ -333,6 +392,7 @@ pub fn next_step(
             Some(config.lease_ttl.min(interval)),
             consecutive_failures,
         ),
+        RunOutcome::Parked(_) => step(StreamState::Parked, None, consecutive_failures),
         RunOutcome::Failed { error, .. } => match error.kind() {
             FailureKind::Park => step(StreamState::Parked, None, consecutive_failures),
             FailureKind::Cancelled => step(
@@ -391,7 +451,20 @@ fn finished(
         RunOutcome::HeldElsewhere => state.update_board(|u| {
             u.state(next_state);
         }),
+        RunOutcome::Parked(reason) => {
+            tracing::warn!(shop = %state.shop(), stream = state.args.stream.as_str(), %reason,
+                "stream parked (recorded in sync_state, perhaps before a restart): no run until POST /sync un-parks it");
+            state.parked = Some(reason.clone());
+            state.update_board(|u| {
+                u.state(next_state).parked(Some(reason)).next_run_at(None);
+            });
+        }
         RunOutcome::Failed { error, cursor } => {
+            if let SyncError::Panicked { task, message } = &error {
+                tracing::error!(shop = %state.shop(), stream = state.args.stream.as_str(), task = *task, panic = %message,
+                    "a sync run panicked (a bug: please report it with this log); recorded failed, retrying with backoff");
+                state.deps().metrics.record_task_panic(*task);
+            }
             let (class, message) = (error.class(), error.to_string());
             let label = match error.kind() {
                 FailureKind::Cancelled => "cancelled",
@@ -399,7 +472,7 @@ fn finished(
             };
             if step.run_in.is_none() {
                 tracing::error!(shop = %state.shop(), stream = state.args.stream.as_str(), error_class = class, error = %message,
-                    "stream parked: this needs the operator (fix the configuration, then restart or POST /sync)");
+                    "stream parked: this needs the operator (fix the cause, then POST /sync to un-park; the park is kept across restarts)");
                 state.parked = Some(message.clone());
             }
             let parked = state.parked.clone();
@@ -427,7 +500,7 @@ fn record_metric(
 ) {
     let metric = match outcome {
         RunOutcome::Succeeded { .. } => RunMetric::Success,
-        RunOutcome::HeldElsewhere => return,
+        RunOutcome::HeldElsewhere | RunOutcome::Parked(_) => return,
         RunOutcome::Failed { error, .. } => match error {
             SyncError::TaskTimeout(_) => RunMetric::Timeout,
             e if e.kind() == FailureKind::Cancelled => RunMetric::Cancelled,

@@ -194,7 +194,8 @@ impl SyncBoard {
             .collect()
     }
 
-    /// The health check of one stream: lag beyond `lag_warn` → warn; parked → fail.
+    /// The health check of one stream: lag beyond `lag_warn` → warn; the last run panicked → warn;
+/// parked → fail.
     pub fn check(&self, shop: &str, stream: Stream, lag_warn: Duration) -> Option<Check> {
         let view = self.view(shop, stream)?;
         let since = self
@@ -243,6 +244,16 @@ fn health_check(view: &StreamView, lag_warn: Duration, since: DateTime<Utc>) -> 
     let lag_warn_secs = lag_warn.as_secs() as i64;
     let (status, output) = if let Some(reason) = &view.parked_reason {
         (Status::Fail, Some(format!("parked: {reason}")))
+    } else if view.last_error_class.as_deref() == Some("panic") {
+        // A bug, not an outside fault: say so at once; the run is retried with backoff and the
+        // next successful run clears it.
+        (
+            Status::Warn,
+            Some(format!(
+                "the last run panicked: {}",
+                view.last_error.as_deref().unwrap_or("")
+            )),
+        )
     } else if view.last_error_class.as_deref() == Some("temu_resign") {
         // Temu refused the signature/timestamp even after re-signing: the host clock is off
         // (3000011/3000012). Every run fails until it is fixed, so say so now rather than after

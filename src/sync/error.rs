@@ -29,6 +29,13 @@ pub enum SyncError {
     TaskTimeout(std::time::Duration),
     #[error("the run was cancelled: {0}")]
     Cancelled(&'static str),
+    /// A panic in the run's task (`task`: one of [`crate::metrics::TASKS`]) — a bug. The run is
+    /// recorded failed with the message and retried with backoff; the panic is counted.
+    #[error("the {task} task panicked (a bug; please report it): {message}")]
+    Panicked {
+        task: &'static str,
+        message: String,
+    },
 }
 
 impl SyncError {
@@ -40,7 +47,9 @@ impl SyncError {
                     FailureKind::Retry
                 }
             },
-            SyncError::Db(_) | SyncError::Record(_) => FailureKind::Retry,
+            SyncError::Db(_) | SyncError::Record(_) | SyncError::Panicked { .. } => {
+                FailureKind::Retry
+            }
             SyncError::LeaseLost | SyncError::TaskTimeout(_) | SyncError::Cancelled(_) => {
                 FailureKind::Cancelled
             }
@@ -61,6 +70,7 @@ impl SyncError {
             SyncError::LeaseLost => "lease_lost",
             SyncError::TaskTimeout(_) => "task_timeout",
             SyncError::Cancelled(_) => "cancelled",
+            SyncError::Panicked { .. } => "panic",
         }
     }
 }

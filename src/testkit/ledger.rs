@@ -1,6 +1,7 @@
 //! An in-memory [`RunLedger`] for the scheduler's in-process tests: leases expire on tokio's
-//! clock, so the run protocol and the sync actor run on paused time. The real-database proof of
-//! leases stays in the store and sync integration tests.
+//! clock, so the run protocol and the sync actor run on paused time. Faults a test asks for: a
+//! lease held by another daemon, a park persisted by an earlier process, a heartbeat that panics.
+//! The real-database proof of leases stays in the store and sync integration tests.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -43,6 +44,8 @@ struct State {
     shops: Vec<String>,
     leases: HashMap<(i64, Stream), LeaseRow>,
     runs: Vec<RecordedRun>,
+    /// `heartbeat` panics (a bug in the heartbeat's path, for the panic tests).
+    panic_on_heartbeat: bool,
 }
 
 /// Leases, runs and parking kept in memory for one daemon (`owner`).
@@ -70,19 +73,40 @@ impl MemoryLedger {
         index as i64 + 1
     }
 
-    /// Another daemon (`other`) holds the lease of `shop` × `stream` for `ttl`.
-    pub fn hold_elsewhere(&self, shop: &str, stream: Stream, other: &str, ttl: Duration) {
-        let mut state = self.state.lock();
-        let id = Self::shop_id(&mut state, shop);
-        let row = state.leases.entry((id, stream)).or_insert(LeaseRow {
+    /// The state row of (shop, stream), created free on first use.
+    fn row_of(state: &mut State, shop_id: i64, stream: Stream) -> &mut LeaseRow {
+        state.leases.entry((shop_id, stream)).or_insert(LeaseRow {
             owner: None,
             expires: Instant::now(),
             cursor: None,
             parked: None,
-        });
+        })
+    }
+
+    fn row<'a>(state: &'a mut State, shop: &str, stream: Stream) -> &'a mut LeaseRow {
+        let id = Self::shop_id(state, shop);
+        Self::row_of(state, id, stream)
+    }
+
+    /// Another daemon (`other`) holds the lease of `shop` × `stream` for `ttl`.
+    pub fn hold_elsewhere(&self, shop: &str, stream: Stream, other: &str, ttl: Duration) {
+        let mut state = self.state.lock();
+        let row = Self::row(&mut state, shop, stream);
         row.owner = Some(other.to_string());
         row.expires = Instant::now() + ttl;
     }
+
+    /// `shop` × `stream` is parked with `reason`, as an earlier process left it.
+    pub fn park(&self, shop: &str, stream: Stream, reason: &str) {
+        let mut state = self.state.lock();
+        Self::row(&mut state, shop, stream).parked = Some(reason.to_string());
+    }
+
+    /// From now on every `heartbeat` call panics.
+    pub fn panic_on_heartbeat(&self) {
+        self.state.lock().panic_on_heartbeat = true;
+    }
+
 
     /// Every run recorded so far, oldest first.
     pub fn runs(&self) -> Vec<RecordedRun> {
@@ -133,12 +157,7 @@ impl RunLedger for MemoryLedger {
     ) -> BoxFuture<'_, Result<Option<Lease>, SyncError>> {
         let mut state = self.state.lock();
         let now = Instant::now();
-        let row = state.leases.entry((shop_id, stream)).or_insert(LeaseRow {
-            owner: None,
-            expires: now,
-            cursor: None,
-            parked: None,
-        });
+        let row = Self::row_of(&mut state, shop_id, stream);
         let held_by_other = row.owner.as_ref().is_some_and(|o| o != &self.owner);
         let lease = if held_by_other && row.expires > now {
             None
@@ -195,6 +214,10 @@ impl RunLedger for MemoryLedger {
         progress: ProgressSnapshot,
     ) -> BoxFuture<'_, Result<bool, SyncError>> {
         let mut state = self.state.lock();
+        if state.panic_on_heartbeat {
+            drop(state);
+            panic!("scripted: the heartbeat's ledger call panicked");
+        }
         let held = match state.leases.get_mut(&(shop_id, stream)) {
             Some(row) if row.owner.as_deref() == Some(self.owner.as_str()) => {
                 row.expires = Instant::now() + ttl;
@@ -242,6 +265,14 @@ impl RunLedger for MemoryLedger {
             if row.owner.as_deref() == Some(self.owner.as_str()) {
                 row.owner = None;
             }
+        }
+        Box::pin(async { Ok(()) })
+    }
+
+    fn unpark(&self, shop_id: i64, stream: Stream) -> BoxFuture<'_, Result<(), SyncError>> {
+        let mut state = self.state.lock();
+        if let Some(row) = state.leases.get_mut(&(shop_id, stream)) {
+            row.parked = None;
         }
         Box::pin(async { Ok(()) })
     }

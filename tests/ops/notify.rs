@@ -1,7 +1,8 @@
 //! The systemd notify protocol against a unix datagram socket standing in for systemd's
 //! `NOTIFY_SOCKET`: the real binary says READY=1 and STATUS= without a database, pings the
 //! watchdog every WATCHDOG_USEC/2 and says STOPPING=1 on SIGTERM; the notifier withholds the
-//! watchdog ping while the supervisor does not answer.
+//! watchdog ping while the supervisor does not answer, and a panic of the notifier is caught and
+//! counted (never an unnoticed end of the watchdog).
 
 use std::os::unix::net::UnixDatagram;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -9,6 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use temu_sync::health::Health;
+use temu_sync::metrics::Metrics;
 use temu_sync::ops::Notifier;
 use temu_sync::shutdown::Shutdown;
 use temu_sync::supervisor::PingFn;
@@ -155,6 +157,7 @@ async fn watchdog_stops_while_the_supervisor_hangs_and_resumes_after() {
         switchable_liveness(hang.clone()),
         Health::new("test"),
         Duration::from_millis(100),
+        &Metrics::new(),
     );
     let collect = |window: Duration| {
         let systemd = systemd.clone();
@@ -203,7 +206,13 @@ async fn status_follows_health_changes() {
     });
     let alive: PingFn = Arc::new(|_| Box::pin(async { true }));
     let shutdown = Shutdown::new();
-    notifier.spawn(&shutdown, alive, health.clone(), Duration::from_millis(100));
+    notifier.spawn(
+        &shutdown,
+        alive,
+        health.clone(),
+        Duration::from_millis(100),
+        &Metrics::new(),
+    );
     let s = systemd.clone();
     let (seen, ok) = tokio::task::spawn_blocking(move || {
         s.until(Duration::from_secs(5), |m| m.starts_with("STATUS=pass"))
@@ -233,6 +242,39 @@ async fn status_follows_health_changes() {
     assert!(
         quiet.is_empty(),
         "STATUS= is sent on change only: {quiet:?}"
+    );
+    assert_eq!(shutdown.stop(Duration::from_secs(1)).await, Ok(()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panic_in_the_notifier_is_caught_and_counted() {
+    let systemd = Arc::new(FakeSystemd::bind());
+    let notifier = Notifier::new(
+        Some(systemd.path().into_os_string()),
+        Some(Duration::from_millis(400)),
+    );
+    fn scripted_panic() -> bool {
+        panic!("scripted liveness panic")
+    }
+    let panicking: PingFn = Arc::new(|_| Box::pin(async { scripted_panic() }));
+    let (shutdown, metrics, health) = (Shutdown::new(), Metrics::new(), Health::new("test"));
+    let task = notifier.spawn(
+        &shutdown,
+        panicking,
+        health.clone(),
+        Duration::from_millis(100),
+        &metrics,
+    );
+    let ended = tokio::time::timeout(Duration::from_secs(5), task).await;
+    assert!(
+        matches!(ended, Ok(Ok(()))),
+        "the task ends by itself, its panic caught: {ended:?}"
+    );
+    let text = metrics.render(&health);
+    assert!(
+        text.lines()
+            .any(|l| l == "temu_sync_task_panics_total{task=\"notifier\"} 1"),
+        "{text}"
     );
     assert_eq!(shutdown.stop(Duration::from_secs(1)).await, Ok(()));
 }

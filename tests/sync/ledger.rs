@@ -1,6 +1,7 @@
 //! The run ledger in PostgreSQL (`PgLedger`), two daemons on one real database: the lease
 //! contract the scheduler's in-memory ledger stands in for — held elsewhere, released, taken over
-//! after expiry (the dead owner's run abandoned, its heartbeat refused), parked and un-parked.
+//! after expiry (the dead owner's run abandoned, its heartbeat refused), parked and un-parked, and
+//! a park that outlives the process until a trigger's `unpark` clears it.
 
 use std::time::Duration;
 
@@ -185,4 +186,65 @@ async fn a_fatal_end_parks_the_stream_and_a_success_unparks_it() {
         "un-parked by success"
     );
     assert_eq!(run_status(&test_db, run).await.0, "succeeded");
+}
+
+#[tokio::test]
+async fn a_park_survives_a_restart_until_unpark_clears_it() {
+    let (_test_db, db) = database("ledger_park_restart").await;
+    let (a, _) = ledgers(&db);
+    let shop = a.ensure_shop("shop-a", "us", None).await.expect("shop");
+    assert!(a
+        .take_lease(shop, Stream::Orders, TTL)
+        .await
+        .expect("take")
+        .is_some());
+    let run = a
+        .start_run(shop, Stream::Orders, None)
+        .await
+        .expect("start");
+    let fatal = end(RunStatus::Failed, Some("temu_fatal"), true);
+    a.finish_run(shop, Stream::Orders, run, fatal)
+        .await
+        .expect("finish");
+    a.release(shop, Stream::Orders).await.expect("release");
+    drop(a);
+    db.close();
+
+    // The restarted process: a new pool and a new instance id on the same database.
+    let db = Database::new(db.config().clone()).expect("the same database config");
+    db.rebuild_pool();
+    let restarted = PgLedger::new(db.clone(), "daemon-a-restarted", Duration::from_secs(10));
+    let shop = restarted
+        .ensure_shop("shop-a", "us", None)
+        .await
+        .expect("shop");
+    let lease = restarted
+        .take_lease(shop, Stream::Orders, TTL)
+        .await
+        .expect("take")
+        .expect("the lease is free");
+    assert_eq!(
+        lease.parked_reason.as_deref(),
+        Some("scripted temu_fatal"),
+        "the park outlives the process"
+    );
+    restarted
+        .unpark(shop, Stream::Orders)
+        .await
+        .expect("unpark");
+    restarted
+        .release(shop, Stream::Orders)
+        .await
+        .expect("release");
+    let lease = restarted
+        .take_lease(shop, Stream::Orders, TTL)
+        .await
+        .expect("take")
+        .expect("the lease is free");
+    assert_eq!(lease.parked_reason, None, "unpark cleared it");
+    // Unparking a stream that is not parked is harmless.
+    restarted
+        .unpark(shop, Stream::Orders)
+        .await
+        .expect("unpark again");
 }

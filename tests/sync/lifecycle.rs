@@ -1,10 +1,11 @@
 //! The daemon's process lifecycle mid-sync: SIGTERM cancels cleanly and releases the lease, a run
-//! past `task_timeout` is cancelled and the next resumes, SIGKILL and a restart lose nothing, and
-//! of two daemons one takes over when the other is killed.
+//! past `task_timeout` is cancelled and the next resumes, SIGKILL and a restart lose nothing, of
+//! two daemons one takes over when the other is killed, and SIGHUP never stops the daemon.
 
 use std::time::Duration;
 
 use temu_sync::sim::{FaultConfig, Latency};
+use temu_sync::testkit::{DaemonLaunch, TestDatabase};
 
 use crate::sync_common::*;
 use crate::{assert_matches_truth, setup, wait_for_client};
@@ -172,4 +173,50 @@ async fn two_daemons_share_the_work_and_one_takes_over_from_the_other() {
         .get(0);
     assert_eq!(instances, 1);
     assert_matches_truth(&client, &sim, &b).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_is_logged_and_never_stops_the_daemon() {
+    const LINE: &str = "reload is not supported yet; restart to apply";
+    let db = TestDatabase::reserve("e2e_sighup").expect("test database");
+    let mut daemon = DaemonLaunch::database_only(env!("CARGO_BIN_EXE_temu-sync"), &db.url())
+        .spawn()
+        .expect("start the daemon");
+    let answers = |status: u16, _: &serde_json::Value| status == 200 || status == 503;
+    assert!(
+        daemon
+            .health_until(Duration::from_secs(30), answers)
+            .await
+            .is_some(),
+        "/health answers"
+    );
+    for n in 1..=2 {
+        daemon.signal(libc::SIGHUP);
+        let logged = eventually(Duration::from_secs(10), || {
+            let count = daemon.log().matches(LINE).count();
+            async move { count >= n }
+        })
+        .await;
+        assert!(logged, "SIGHUP #{n} is logged\n{}", daemon.log_tail(20));
+    }
+    assert!(daemon.still_running(), "SIGHUP must not stop the daemon");
+    let warned = daemon
+        .log()
+        .lines()
+        .filter(|l| l.contains(LINE))
+        .all(|l| l.contains("\"WARN\"") || l.contains("\"warn\""));
+    assert!(warned, "logged at warn\n{}", daemon.log_tail(20));
+    assert!(
+        daemon
+            .health_until(Duration::from_secs(10), answers)
+            .await
+            .is_some(),
+        "/health still answers after two SIGHUPs"
+    );
+    assert_eq!(
+        daemon.terminate(Duration::from_secs(20)),
+        Some(Some(0)),
+        "SIGTERM still stops it cleanly\n{}",
+        daemon.log_tail(20)
+    );
 }

@@ -1,7 +1,9 @@
 //! The sync actor's state machine, in process on paused tokio time: retry with backoff, park and
-//! un-park, reschedule at the interval, lease held elsewhere, triggers. The run protocol is the
-//! real one (`sync::run`), over the test kit's in-memory ledger; the stream body is scripted.
-//! Each test fails when its behaviour is broken; none waits in real time.
+//! un-park (also a park persisted before a restart), reschedule at the interval, lease held
+//! elsewhere, triggers, and panics of the run or its heartbeat (recorded failed, never a wedged
+//! stream). The run protocol is the real one (`sync::run`), over the test kit's in-memory ledger;
+//! the stream body is scripted. Each test fails when its behaviour is broken; none waits in real
+//! time.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -17,14 +19,15 @@ use temu_sync::config::{
     AppConfig, DatabaseConfig, Region, ShopConfig, Stream, SyncConfig, SyncIntervals, TemuConfig,
 };
 use temu_sync::db::Database;
-use temu_sync::health::Health;
+use temu_sync::health::{Check, Health, Status};
 use temu_sync::metrics::Metrics;
 use temu_sync::shutdown::Shutdown;
 use temu_sync::store::RunStatus;
 use temu_sync::sync::run::{RunBody, Work};
 use temu_sync::sync::streams::WindowKind;
 use temu_sync::sync::{
-    StreamState, SyncActor, SyncActorArgs, SyncBoard, SyncDeps, SyncError, SyncMsg, TriggerOutcome,
+    StreamState, StreamView, SyncActor, SyncActorArgs, SyncBoard, SyncDeps, SyncError, SyncMsg,
+    TriggerOutcome,
 };
 use temu_sync::temu::{TemuClient, TemuError};
 use temu_sync::testkit::MemoryLedger;
@@ -43,6 +46,8 @@ enum Step {
     FailFatal,
     /// Wait until released.
     Block(Arc<Notify>),
+    /// Panic inside the body (a bug in a stream's code).
+    Panic,
 }
 
 /// A stream body that follows a script and reports when each run reached it.
@@ -79,6 +84,7 @@ impl RunBody for Scripted {
                     release.notified().await;
                     Ok(())
                 }
+                Step::Panic => panic!("scripted panic in the body"),
             }
         })
     }
@@ -101,6 +107,8 @@ fn config() -> SyncConfig {
 struct Harness {
     actor: ActorRef<SyncMsg>,
     board: SyncBoard,
+    health: Health,
+    metrics: Metrics,
     ledger: Arc<MemoryLedger>,
     reached: mpsc::UnboundedReceiver<Instant>,
     started: Instant,
@@ -115,15 +123,16 @@ impl Harness {
             db.migrations_applied = true;
         });
         let board = SyncBoard::default();
+        let metrics = Metrics::new();
         // Never called: the scripted body does not touch the API.
         let temu = TemuClient::new(&TemuConfig::default(), &[app()], &[shop()]).expect("client");
         let deps = Arc::new(SyncDeps {
             config: config(),
             // Never connected: the scripted body and the in-memory ledger do not use it.
             db: Database::new(DatabaseConfig::default()).expect("default database config"),
-            health,
+            health: health.clone(),
             board: board.clone(),
-            metrics: Metrics::new(),
+            metrics: metrics.clone(),
             run_slots: Arc::new(Semaphore::new(1)),
             temu: temu.clone(),
             ledger: ledger.clone(),
@@ -146,6 +155,8 @@ impl Harness {
         Self {
             actor,
             board,
+            health,
+            metrics,
             ledger,
             reached,
             started,
@@ -184,6 +195,31 @@ impl Harness {
             .view(SHOP, Stream::Orders)
             .expect("the stream is on the board")
             .state
+    }
+
+    fn view(&self) -> StreamView {
+        self.board
+            .view(SHOP, Stream::Orders)
+            .expect("the stream is on the board")
+    }
+
+    /// The stream's `/health` check.
+    fn check(&self) -> Check {
+        let report = self.health.report();
+        let checks = report
+            .checks
+            .get(&format!("sync:{SHOP}:orders"))
+            .expect("the stream has a health check");
+        checks[0].clone()
+    }
+
+    /// `temu_sync_task_panics_total{task}` as `/metrics` shows it.
+    fn panics_of(&self, task: &str) -> Option<f64> {
+        let text = self.metrics.render(&self.health);
+        let prefix = format!("temu_sync_task_panics_total{{task=\"{task}\"}} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .and_then(|v| v.trim().parse().ok())
     }
 
     async fn trigger(&self) -> TriggerOutcome {
@@ -350,4 +386,121 @@ async fn a_trigger_while_a_run_works_answers_already_running() {
         .expect("a run right after the trigger");
     h.settle().await;
     assert_eq!(h.ledger.runs().len(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_panicking_run_is_recorded_failed_released_retried_with_backoff_and_counted() {
+    let script = vec![Step::Panic];
+    let mut h = Harness::start(script, || Step::Succeed, MemoryLedger::new("me")).await;
+    assert_eq!(h.panics_of("sync_run"), Some(0.0), "registered at zero");
+    let first = h.next_run(NEVER).await.expect("first run");
+    h.settle().await;
+    assert_eq!(
+        h.state(),
+        StreamState::Retrying,
+        "noticed at once, not wedged"
+    );
+    let runs = h.ledger.runs();
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0].status, RunStatus::Failed);
+    assert_eq!(runs[0].class, Some("panic"));
+    let recorded = runs[0].message.clone().unwrap_or_default();
+    assert!(recorded.contains("scripted panic in the body"), "{recorded}");
+    assert_eq!(
+        h.ledger.lease_owner(SHOP, Stream::Orders),
+        None,
+        "the lease is released"
+    );
+    // `/status` and `/health` say so.
+    let view = h.view();
+    assert_eq!(view.last_error_class.as_deref(), Some("panic"));
+    let last_error = view.last_error.unwrap_or_default();
+    assert!(last_error.contains("scripted panic in the body"), "{last_error}");
+    let check = h.check();
+    assert_eq!(check.status, Status::Warn);
+    let output = check.output.unwrap_or_default();
+    assert!(output.contains("scripted panic in the body"), "{output}");
+    assert_eq!(h.panics_of("sync_run"), Some(1.0));
+
+    // Retried with backoff (30 s jittered into [15 s, 30 s]), and the stream carries on.
+    let again = h.next_run(NEVER).await.expect("retried");
+    let s = Duration::from_secs;
+    assert!(within(again - first, s(15), s(30)), "{:?}", again - first);
+    h.settle().await;
+    assert_eq!(h.state(), StreamState::Idle);
+    assert_eq!(h.check().status, Status::Pass, "a success clears it");
+    assert_eq!(h.trigger().await, TriggerOutcome::Started);
+    h.next_run(Duration::from_secs(1))
+        .await
+        .expect("a trigger after the panic starts a run");
+    h.settle().await;
+    let statuses: Vec<RunStatus> = h.ledger.runs().iter().map(|r| r.status).collect();
+    assert_eq!(
+        statuses,
+        [RunStatus::Failed, RunStatus::Succeeded, RunStatus::Succeeded]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_panicking_heartbeat_ends_the_run_failed_instead_of_leaving_the_lease_to_expire() {
+    let ledger = MemoryLedger::new("me");
+    ledger.panic_on_heartbeat();
+    // The first run would work forever; only the heartbeat (every lease_ttl / 3) can end it.
+    let never_released = Arc::new(Notify::new());
+    let script = vec![Step::Block(never_released.clone())];
+    let mut h = Harness::start(script, || Step::Succeed, ledger).await;
+    let first = h.next_run(NEVER).await.expect("first run");
+    let again = h.next_run(NEVER).await.expect("retried after the heartbeat panicked");
+    let s = Duration::from_secs;
+    // The heartbeat's first beat after 20 s, then a backoff of [15 s, 30 s].
+    assert!(within(again - first, s(35), s(51)), "{:?}", again - first);
+    h.settle().await;
+    let runs = h.ledger.runs();
+    assert_eq!(runs[0].status, RunStatus::Failed);
+    assert_eq!(runs[0].class, Some("panic"));
+    let recorded = runs[0].message.clone().unwrap_or_default();
+    assert!(recorded.contains("heartbeat"), "{recorded}");
+    assert_eq!(runs[1].status, RunStatus::Succeeded);
+    assert_eq!(h.ledger.lease_owner(SHOP, Stream::Orders), None);
+    assert_eq!(h.panics_of("heartbeat"), Some(1.0));
+    assert_eq!(h.panics_of("sync_run"), Some(0.0));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_park_persisted_before_a_restart_keeps_the_stream_parked_until_a_trigger() {
+    let ledger = MemoryLedger::new("me");
+    let reason = "Temu API: 3000024 no permission (parked by the previous process)";
+    ledger.park(SHOP, Stream::Orders, reason);
+    // A retryable failure after the trigger: only the trigger itself can have cleared the park.
+    let mut h = Harness::start(vec![], || Step::FailRetryable, ledger).await;
+    assert_eq!(
+        h.next_run(INTERVAL * 10).await,
+        None,
+        "a stream parked in the ledger must not run (nor call the API)"
+    );
+    assert_eq!(h.state(), StreamState::Parked);
+    let view = h.view();
+    assert_eq!(view.parked_reason.as_deref(), Some(reason), "/status says why");
+    assert!(view.next_run_at.is_none(), "no next run while parked");
+    assert_eq!(h.check().status, Status::Fail);
+    assert!(h.ledger.runs().is_empty(), "no run was recorded");
+    assert_eq!(
+        h.ledger.lease_owner(SHOP, Stream::Orders),
+        None,
+        "the lease is released"
+    );
+    assert_eq!(h.ledger.parked(SHOP, Stream::Orders).as_deref(), Some(reason));
+
+    assert_eq!(h.trigger().await, TriggerOutcome::Started);
+    h.next_run(Duration::from_secs(1))
+        .await
+        .expect("the trigger runs the stream");
+    h.settle().await;
+    assert_eq!(
+        h.ledger.parked(SHOP, Stream::Orders),
+        None,
+        "the trigger cleared the persisted park"
+    );
+    assert_eq!(h.state(), StreamState::Retrying, "and it retries as usual");
+    assert_eq!(h.view().parked_reason, None);
 }

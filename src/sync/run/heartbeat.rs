@@ -1,24 +1,38 @@
 //! The heartbeat of a run: renews the lease and writes the run's progress every `lease_ttl / 3`;
-//! a lease lost to another daemon cancels the run.
+//! a lease lost to another daemon ends the run (`LeaseLost`), and so does a panic of the heartbeat
+//! itself (`Panicked`: without renewals the lease would expire under a running run), so a dead
+//! heartbeat is never silent.
 //!
 //! Must not: outlive its run — it stops when the run asks, or with the run's own cancellation.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use parking_lot::Mutex;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::RunContext;
+use crate::metrics::{catch_panic, TASK_HEARTBEAT};
 use crate::sync::progress::Progress;
+use crate::sync::SyncError;
 
 /// How long a stopping heartbeat may take to finish its last renewal.
 const STOP_WAIT: Duration = Duration::from_secs(5);
 
 pub(super) struct Heartbeat {
     stop: CancellationToken,
-    lease_lost: CancellationToken,
+    /// Cancelled when the heartbeat can no longer keep the lease; `why` then says why.
+    failed: CancellationToken,
+    why: Arc<Mutex<Option<SyncError>>>,
     join: JoinHandle<()>,
+}
+
+/// How [`beat`] ended.
+enum Beat {
+    /// Asked to stop (or the run was cancelled).
+    Stopped,
+    LeaseLost,
 }
 
 impl Heartbeat {
@@ -31,25 +45,38 @@ impl Heartbeat {
         run_cancel: &CancellationToken,
     ) -> Self {
         let stop = run_cancel.child_token();
-        let lease_lost = CancellationToken::new();
-        let join = tokio::spawn(beat(
-            ctx.clone(),
-            shop_id,
-            run_id,
-            progress.clone(),
-            stop.clone(),
-            lease_lost.clone(),
-        ));
+        let (failed, why) = (CancellationToken::new(), Arc::new(Mutex::new(None)));
+        let beating = beat(ctx.clone(), shop_id, run_id, progress.clone(), stop.clone());
+        let (task_failed, task_why) = (failed.clone(), why.clone());
+        let (shop, stream) = (ctx.shop.name().to_string(), ctx.stream.as_str());
+        let join = tokio::spawn(async move {
+            let error = match catch_panic(beating).await {
+                Ok(Beat::Stopped) => return,
+                Ok(Beat::LeaseLost) => SyncError::LeaseLost,
+                Err(message) => {
+                    tracing::error!(%shop, stream, run_id, panic = %message,
+                        "the lease heartbeat panicked; ending the run (it is retried with backoff)");
+                    SyncError::Panicked {
+                        task: TASK_HEARTBEAT,
+                        message,
+                    }
+                }
+            };
+            *task_why.lock() = Some(error);
+            task_failed.cancel();
+        });
         Self {
             stop,
-            lease_lost,
+            failed,
+            why,
             join,
         }
     }
 
-    /// Resolves when the lease was lost.
-    pub(super) async fn lease_lost(&self) {
-        self.lease_lost.cancelled().await
+    /// Resolves when the heartbeat can no longer keep the lease: `LeaseLost`, or `Panicked`.
+    pub(super) async fn failed(&self) -> SyncError {
+        self.failed.cancelled().await;
+        self.why.lock().take().unwrap_or(SyncError::LeaseLost)
     }
 
     /// Stops the heartbeat and waits (bounded) for it to end.
@@ -65,13 +92,12 @@ async fn beat(
     run_id: i64,
     progress: Arc<Progress>,
     stop: CancellationToken,
-    lease_lost: CancellationToken,
-) {
+) -> Beat {
     let every = (ctx.config.lease_ttl / 3).max(Duration::from_millis(100));
     let stream = ctx.stream;
     loop {
         tokio::select! {
-            _ = stop.cancelled() => return,
+            _ = stop.cancelled() => return Beat::Stopped,
             _ = tokio::time::sleep(every) => {}
         }
         let snap = progress.snapshot();
@@ -84,8 +110,7 @@ async fn beat(
             Ok(false) => {
                 tracing::error!(shop = %ctx.shop.name(), stream = stream.as_str(), run_id,
                     "lease lost to another daemon; cancelling the run");
-                lease_lost.cancel();
-                return;
+                return Beat::LeaseLost;
             }
             // The database is away: keep working; if it stays away past the TTL another daemon
             // may take over, and our next renew (or cursor advance) notices.

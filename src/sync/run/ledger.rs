@@ -1,6 +1,7 @@
 //! Where a run records itself: the shop row, the lease, the run record and its outcome.
 //!
-//! Owns: [`RunLedger`], the small interface between the run protocol and its bookkeeping, and
+//! Owns: [`RunLedger`], the small interface between the run protocol and its bookkeeping (the
+//! park lives here too, in `sync_state`, so it survives a restart), and
 //! [`PgLedger`], its PostgreSQL implementation — each call one short transaction with a deadline
 //! through [`Database::transaction`] (invariant 5). The scheduler's tests give the run an
 //! in-memory ledger (the test kit's), so the protocol runs on paused time; the real-database proof
@@ -82,6 +83,9 @@ pub trait RunLedger: Send + Sync + 'static {
 
     /// Releases the lease (a lease already lost is left alone).
     fn release(&self, shop_id: i64, stream: Stream) -> BoxFuture<'_, Result<(), SyncError>>;
+
+    /// Clears the persisted park of (shop, stream) (an operator's trigger), if any.
+    fn unpark(&self, shop_id: i64, stream: Stream) -> BoxFuture<'_, Result<(), SyncError>>;
 }
 
 /// The ledger in PostgreSQL (`shops`, `sync_state`, `sync_runs`).
@@ -232,6 +236,14 @@ impl RunLedger for PgLedger {
                     })
                 }),
         )
+    }
+
+    fn unpark(&self, shop_id: i64, stream: Stream) -> BoxFuture<'_, Result<(), SyncError>> {
+        Box::pin(self.db.transaction("unpark", self.deadline, move |c| {
+            Box::pin(async move {
+                Ok::<_, SyncError>(store::unpark(c, shop_id, stream.as_str()).await?)
+            })
+        }))
     }
 }
 

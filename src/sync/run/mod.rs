@@ -2,10 +2,13 @@
 //!
 //! Owns the run's protocol, in named steps:
 //! 1. [`begin`]: the shop's row, the lease in `sync_state` (or "held elsewhere"; a taken-over lease
-//!    marks the dead owner's unfinished run `abandoned`), the window, the run record;
+//!    marks the dead owner's unfinished run `abandoned`; a stream parked in `sync_state` — also by
+//!    an earlier process — stays parked unless an operator's trigger asked for this run, which
+//!    clears the park first), the window, the run record;
 //! 2. [`work`]: the stream's body ([`RunBody`], an entry of the table in `streams/`) under a heartbeat
 //!    that renews the lease and writes progress (a lost lease cancels the run), bounded by
-//!    `sync.task_timeout` and cancellable at every await;
+//!    `sync.task_timeout` and cancellable at every await; a panic of the body or the heartbeat
+//!    ends the run as `SyncError::Panicked`, recorded and released like any failure;
 //! 3. [`finish`]: record how it ended (and park on a fatal error), release the lease.
 //!
 //! The bodies live with the stream table (`streams/`): this module knows only the [`RunBody`]
@@ -30,6 +33,7 @@ use super::window::{plan_window, Window, WindowKind};
 use super::{FailureKind, SyncError};
 use crate::config::{Stream, SyncConfig};
 use crate::db::Database;
+use crate::metrics::{catch_panic, TASK_SYNC_RUN};
 use crate::store::RunStatus;
 use crate::temu::{TemuClient, TemuShop};
 
@@ -48,6 +52,8 @@ pub struct RunContext {
     pub body: Arc<dyn RunBody>,
     /// Deadline of one database transaction of the body.
     pub db_deadline: Duration,
+    /// An operator's trigger asked for this run: a persisted park is cleared before it starts.
+    pub unpark: bool,
 }
 
 /// How a run ended.
@@ -58,6 +64,9 @@ pub enum RunOutcome {
     },
     /// Another daemon holds the lease: nothing was done.
     HeldElsewhere,
+    /// The stream is parked in `sync_state` (with this reason) and no trigger asked to un-park
+    /// it: nothing was done, no API call made.
+    Parked(String),
     Failed {
         error: SyncError,
         cursor: Option<DateTime<Utc>>,
@@ -86,6 +95,13 @@ pub struct Work<'a> {
     pub progress: &'a Progress,
 }
 
+/// What [`begin`] found.
+enum Began {
+    Begun(Begun),
+    HeldElsewhere,
+    Parked(String),
+}
+
 /// A run that holds its lease and has its record.
 struct Begun {
     shop_id: i64,
@@ -102,8 +118,9 @@ pub async fn run(
     progress: Arc<Progress>,
 ) -> RunOutcome {
     let begun = match begin(ctx).await {
-        Ok(Some(begun)) => begun,
-        Ok(None) => return RunOutcome::HeldElsewhere,
+        Ok(Began::Begun(begun)) => begun,
+        Ok(Began::HeldElsewhere) => return RunOutcome::HeldElsewhere,
+        Ok(Began::Parked(reason)) => return RunOutcome::Parked(reason),
         Err((error, cursor)) => return RunOutcome::Failed { error, cursor },
     };
     let started = Instant::now();
@@ -130,9 +147,9 @@ fn millis(since: Instant) -> u64 {
     u64::try_from(since.elapsed().as_millis()).unwrap_or(u64::MAX)
 }
 
-/// Step 1: the shop's row, the lease, the window and the run record. `Ok(None)`: the lease is
-/// held elsewhere. On an error, the cursor known so far comes back with it.
-async fn begin(ctx: &RunContext) -> Result<Option<Begun>, (SyncError, Option<DateTime<Utc>>)> {
+/// Step 1: the shop's row, the lease, the park, the window and the run record. On an error, the
+/// cursor known so far comes back with it.
+async fn begin(ctx: &RunContext) -> Result<Began, (SyncError, Option<DateTime<Utc>>)> {
     let ledger = &ctx.ledger;
     let stream = ctx.stream;
     // The mall id, once the token check has learned it.
@@ -146,8 +163,21 @@ async fn begin(ctx: &RunContext) -> Result<Option<Begun>, (SyncError, Option<Dat
         .await
         .map_err(|e| (e, None))?
     else {
-        return Ok(None);
+        return Ok(Began::HeldElsewhere);
     };
+    if let Some(reason) = lease.parked_reason {
+        if !ctx.unpark {
+            // Parked, perhaps by an earlier process: no run and no API call until a trigger.
+            release(ctx, shop_id).await;
+            return Ok(Began::Parked(reason));
+        }
+        if let Err(error) = ledger.unpark(shop_id, stream).await {
+            release(ctx, shop_id).await;
+            return Err((error, lease.cursor));
+        }
+        tracing::info!(shop = %ctx.shop.name(), stream = stream.as_str(), %reason,
+            "the persisted park is cleared by a trigger");
+    }
     if let Some(previous) = &lease.took_over_from {
         tracing::warn!(shop = %ctx.shop.name(), stream = stream.as_str(), previous_owner = %previous,
             "took over an expired lease; the previous owner's unfinished run is marked abandoned");
@@ -174,7 +204,7 @@ async fn begin(ctx: &RunContext) -> Result<Option<Begun>, (SyncError, Option<Dat
     };
     tracing::info!(shop = %ctx.shop.name(), stream = stream.as_str(), run_id, cursor = ?lease.cursor,
         "sync run started");
-    Ok(Some(Begun {
+    Ok(Began::Begun(Begun {
         shop_id,
         run_id,
         cursor: lease.cursor,
@@ -183,7 +213,7 @@ async fn begin(ctx: &RunContext) -> Result<Option<Begun>, (SyncError, Option<Dat
 }
 
 /// Step 2: the body under the heartbeat, bounded by `task_timeout`, cancelled by a stop or a
-/// lost lease.
+/// lost lease; a panic of the body (or the heartbeat) is the run's failure, not the task's end.
 async fn work(
     ctx: &RunContext,
     begun: &Begun,
@@ -192,7 +222,7 @@ async fn work(
     progress: &Arc<Progress>,
 ) -> Result<(), SyncError> {
     let heartbeat = heartbeat::Heartbeat::start(ctx, begun.shop_id, begun.run_id, progress, cancel);
-    let body = ctx.body.sync(Work {
+    let work = Work {
         ctx,
         shop_id: begun.shop_id,
         run_id: begun.run_id,
@@ -200,13 +230,19 @@ async fn work(
         cursor,
         cancel,
         progress,
-    });
+    };
+    // Built inside the caught future, so a panic while making the body's future is caught too.
+    let body = catch_panic(async move { ctx.body.sync(work).await });
     let timeout = ctx.config.task_timeout;
     let result = tokio::select! {
         biased;
         _ = cancel.cancelled() => Err(SyncError::Cancelled("the daemon is stopping")),
-        _ = heartbeat.lease_lost() => Err(SyncError::LeaseLost),
-        r = tokio::time::timeout(timeout, body) => r.unwrap_or(Err(SyncError::TaskTimeout(timeout))),
+        error = heartbeat.failed() => Err(error),
+        r = tokio::time::timeout(timeout, body) => match r {
+            Err(_) => Err(SyncError::TaskTimeout(timeout)),
+            Ok(Ok(result)) => result,
+            Ok(Err(message)) => Err(SyncError::Panicked { task: TASK_SYNC_RUN, message }),
+        },
     };
     heartbeat.stop().await;
     result

@@ -41,6 +41,7 @@ async fn the_scrape_is_exempt_typed_documented_and_low_cardinality() {
         "check",
         "component",
         "version",
+        "task",
     ];
     for (name, labels, _) in &exp.samples {
         for key in labels.keys() {
@@ -257,6 +258,7 @@ async fn health_actor_and_build_series() {
         &s,
         &[
             ("temu_sync_actor_restarts_total", "counter"),
+            ("temu_sync_task_panics_total", "counter"),
             ("temu_sync_health_status", "gauge"),
             ("temu_sync_health_check_status", "gauge"),
         ],
@@ -271,6 +273,13 @@ async fn health_actor_and_build_series() {
         exp.value("temu_sync_actor_restarts_total", &[("actor", "db")]),
         Some(0.0)
     );
+    for task in ["sync_run", "heartbeat", "notifier", "metrics_upkeep"] {
+        assert_eq!(
+            exp.value("temu_sync_task_panics_total", &[("task", task)]),
+            Some(0.0),
+            "{task}: registered at zero, so an alert on its increase sees the first panic"
+        );
+    }
     assert_eq!(
         exp.value("temu_sync_health_status", &[]),
         Some(0.0),
