@@ -119,7 +119,10 @@ mod tests {
         fn formatted(n: u8) {
             panic!("formatted {n}")
         }
-        assert_eq!(catch_panic(async { plain() }).await, Err("plain".to_string()));
+        assert_eq!(
+            catch_panic(async { plain() }).await,
+            Err("plain".to_string())
+        );
         let got = catch_panic(async { formatted(3) }).await;
         assert_eq!(got, Err("formatted 3".to_string()));
     }

@@ -463,7 +463,7 @@ fn finished(
             if let SyncError::Panicked { task, message } = &error {
                 tracing::error!(shop = %state.shop(), stream = state.args.stream.as_str(), task = *task, panic = %message,
                     "a sync run panicked (a bug: please report it with this log); recorded failed, retrying with backoff");
-                state.deps().metrics.record_task_panic(*task);
+                state.deps().metrics.record_task_panic(task);
             }
             let (class, message) = (error.class(), error.to_string());
             let label = match error.kind() {

@@ -195,7 +195,7 @@ impl SyncBoard {
     }
 
     /// The health check of one stream: lag beyond `lag_warn` → warn; the last run panicked → warn;
-/// parked → fail.
+    /// parked → fail.
     pub fn check(&self, shop: &str, stream: Stream, lag_warn: Duration) -> Option<Check> {
         let view = self.view(shop, stream)?;
         let since = self

@@ -32,10 +32,7 @@ pub enum SyncError {
     /// A panic in the run's task (`task`: one of [`crate::metrics::TASKS`]) — a bug. The run is
     /// recorded failed with the message and retried with backoff; the panic is counted.
     #[error("the {task} task panicked (a bug; please report it): {message}")]
-    Panicked {
-        task: &'static str,
-        message: String,
-    },
+    Panicked { task: &'static str, message: String },
 }
 
 impl SyncError {

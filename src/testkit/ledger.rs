@@ -107,7 +107,6 @@ impl MemoryLedger {
         self.state.lock().panic_on_heartbeat = true;
     }
 
-
     /// Every run recorded so far, oldest first.
     pub fn runs(&self) -> Vec<RecordedRun> {
         self.state.lock().runs.clone()

@@ -59,6 +59,28 @@ async fn run_status(test_db: &TestDatabase, run_id: i64) -> (String, i32) {
     (row.get(0), row.get(1))
 }
 
+/// Takes the orders lease of `shop` (it must be free) and starts a run; the run's id.
+async fn lease_and_start(ledger: &PgLedger, shop: i64) -> i64 {
+    assert!(ledger
+        .take_lease(shop, Stream::Orders, TTL)
+        .await
+        .expect("take")
+        .is_some());
+    ledger
+        .start_run(shop, Stream::Orders, None)
+        .await
+        .expect("start")
+}
+
+/// Records how `run` ended, then releases the lease.
+async fn finish_and_release(ledger: &PgLedger, shop: i64, run: i64, how: RunEnd) {
+    ledger
+        .finish_run(shop, Stream::Orders, run, how)
+        .await
+        .expect("finish");
+    ledger.release(shop, Stream::Orders).await.expect("release");
+}
+
 #[tokio::test]
 async fn a_lease_is_exclusive_until_released() {
     let (_test_db, db) = database("ledger_exclusive").await;
@@ -141,15 +163,7 @@ async fn a_fatal_end_parks_the_stream_and_a_success_unparks_it() {
     let (test_db, db) = database("ledger_park").await;
     let (a, _) = ledgers(&db);
     let shop = a.ensure_shop("shop-a", "us", None).await.expect("shop");
-    assert!(a
-        .take_lease(shop, Stream::Orders, TTL)
-        .await
-        .expect("take")
-        .is_some());
-    let run = a
-        .start_run(shop, Stream::Orders, None)
-        .await
-        .expect("start");
+    let run = lease_and_start(&a, shop).await;
     assert!(a
         .heartbeat(
             shop,
@@ -162,10 +176,7 @@ async fn a_fatal_end_parks_the_stream_and_a_success_unparks_it() {
         .expect("heartbeat"));
     assert_eq!(run_status(&test_db, run).await, ("running".to_string(), 3));
     let fatal = end(RunStatus::Failed, Some("temu_fatal"), true);
-    a.finish_run(shop, Stream::Orders, run, fatal)
-        .await
-        .expect("finish");
-    a.release(shop, Stream::Orders).await.expect("release");
+    finish_and_release(&a, shop, run, fatal).await;
 
     let lease = a.take_lease(shop, Stream::Orders, TTL).await.expect("take");
     let parked = lease.and_then(|l| l.parked_reason);
@@ -174,11 +185,7 @@ async fn a_fatal_end_parks_the_stream_and_a_success_unparks_it() {
         .start_run(shop, Stream::Orders, None)
         .await
         .expect("start");
-    let ok = end(RunStatus::Succeeded, None, false);
-    a.finish_run(shop, Stream::Orders, run, ok)
-        .await
-        .expect("finish");
-    a.release(shop, Stream::Orders).await.expect("release");
+    finish_and_release(&a, shop, run, end(RunStatus::Succeeded, None, false)).await;
     let lease = a.take_lease(shop, Stream::Orders, TTL).await.expect("take");
     assert_eq!(
         lease.and_then(|l| l.parked_reason),
@@ -193,20 +200,9 @@ async fn a_park_survives_a_restart_until_unpark_clears_it() {
     let (_test_db, db) = database("ledger_park_restart").await;
     let (a, _) = ledgers(&db);
     let shop = a.ensure_shop("shop-a", "us", None).await.expect("shop");
-    assert!(a
-        .take_lease(shop, Stream::Orders, TTL)
-        .await
-        .expect("take")
-        .is_some());
-    let run = a
-        .start_run(shop, Stream::Orders, None)
-        .await
-        .expect("start");
+    let run = lease_and_start(&a, shop).await;
     let fatal = end(RunStatus::Failed, Some("temu_fatal"), true);
-    a.finish_run(shop, Stream::Orders, run, fatal)
-        .await
-        .expect("finish");
-    a.release(shop, Stream::Orders).await.expect("release");
+    finish_and_release(&a, shop, run, fatal).await;
     drop(a);
     db.close();
 

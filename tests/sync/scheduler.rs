@@ -405,7 +405,10 @@ async fn a_panicking_run_is_recorded_failed_released_retried_with_backoff_and_co
     assert_eq!(runs[0].status, RunStatus::Failed);
     assert_eq!(runs[0].class, Some("panic"));
     let recorded = runs[0].message.clone().unwrap_or_default();
-    assert!(recorded.contains("scripted panic in the body"), "{recorded}");
+    assert!(
+        recorded.contains("scripted panic in the body"),
+        "{recorded}"
+    );
     assert_eq!(
         h.ledger.lease_owner(SHOP, Stream::Orders),
         None,
@@ -415,7 +418,10 @@ async fn a_panicking_run_is_recorded_failed_released_retried_with_backoff_and_co
     let view = h.view();
     assert_eq!(view.last_error_class.as_deref(), Some("panic"));
     let last_error = view.last_error.unwrap_or_default();
-    assert!(last_error.contains("scripted panic in the body"), "{last_error}");
+    assert!(
+        last_error.contains("scripted panic in the body"),
+        "{last_error}"
+    );
     let check = h.check();
     assert_eq!(check.status, Status::Warn);
     let output = check.output.unwrap_or_default();
@@ -437,7 +443,11 @@ async fn a_panicking_run_is_recorded_failed_released_retried_with_backoff_and_co
     let statuses: Vec<RunStatus> = h.ledger.runs().iter().map(|r| r.status).collect();
     assert_eq!(
         statuses,
-        [RunStatus::Failed, RunStatus::Succeeded, RunStatus::Succeeded]
+        [
+            RunStatus::Failed,
+            RunStatus::Succeeded,
+            RunStatus::Succeeded
+        ]
     );
 }
 
@@ -450,7 +460,10 @@ async fn a_panicking_heartbeat_ends_the_run_failed_instead_of_leaving_the_lease_
     let script = vec![Step::Block(never_released.clone())];
     let mut h = Harness::start(script, || Step::Succeed, ledger).await;
     let first = h.next_run(NEVER).await.expect("first run");
-    let again = h.next_run(NEVER).await.expect("retried after the heartbeat panicked");
+    let again = h
+        .next_run(NEVER)
+        .await
+        .expect("retried after the heartbeat panicked");
     let s = Duration::from_secs;
     // The heartbeat's first beat after 20 s, then a backoff of [15 s, 30 s].
     assert!(within(again - first, s(35), s(51)), "{:?}", again - first);
@@ -480,7 +493,11 @@ async fn a_park_persisted_before_a_restart_keeps_the_stream_parked_until_a_trigg
     );
     assert_eq!(h.state(), StreamState::Parked);
     let view = h.view();
-    assert_eq!(view.parked_reason.as_deref(), Some(reason), "/status says why");
+    assert_eq!(
+        view.parked_reason.as_deref(),
+        Some(reason),
+        "/status says why"
+    );
     assert!(view.next_run_at.is_none(), "no next run while parked");
     assert_eq!(h.check().status, Status::Fail);
     assert!(h.ledger.runs().is_empty(), "no run was recorded");
@@ -489,7 +506,10 @@ async fn a_park_persisted_before_a_restart_keeps_the_stream_parked_until_a_trigg
         None,
         "the lease is released"
     );
-    assert_eq!(h.ledger.parked(SHOP, Stream::Orders).as_deref(), Some(reason));
+    assert_eq!(
+        h.ledger.parked(SHOP, Stream::Orders).as_deref(),
+        Some(reason)
+    );
 
     assert_eq!(h.trigger().await, TriggerOutcome::Started);
     h.next_run(Duration::from_secs(1))
