@@ -76,6 +76,10 @@ async fn until_health(
     })
 }
 
+/// One in-process daemon at a time: ractor's actor registry is global to the process, so a second
+/// daemon's `db` and `temu` could not register while the first runs.
+static ONE_DAEMON: parking_lot::Mutex<()> = parking_lot::Mutex::new(());
+
 /// The real daemon (`app::run_with`) on a runtime with a single worker thread, so one blocking
 /// task stops all of its async work, and a client runtime of the test's own.
 struct OneWorkerDaemon {
@@ -85,6 +89,8 @@ struct OneWorkerDaemon {
     client_rt: tokio::runtime::Runtime,
     client: reqwest::Client,
     port: u16,
+    /// Held until the daemon has stopped (declared last: dropped after the runtime).
+    _alone: parking_lot::MutexGuard<'static, ()>,
 }
 
 /// The daemon's only worker is blocked until this is dropped (at most 60 s, so a failing test
@@ -95,6 +101,7 @@ struct Freeze {
 
 impl OneWorkerDaemon {
     fn start(database_url: &str) -> Self {
+        let alone = ONE_DAEMON.lock();
         let port = free_port();
         let yaml = format!(
             "http: {{ listen: \"127.0.0.1:{port}\" }}\n\
@@ -124,6 +131,7 @@ impl OneWorkerDaemon {
             client_rt,
             client: reqwest::Client::new(),
             port,
+            _alone: alone,
         }
     }
 
@@ -147,15 +155,20 @@ impl OneWorkerDaemon {
 
     /// Asks for an orderly stop and asserts exit code 0 within 30 s.
     fn stop(self) {
-        let _ = self.stop.send(());
-        let daemon = self.daemon;
-        let code = self
-            .runtime
+        let Self {
+            runtime,
+            daemon,
+            stop,
+            _alone,
+            ..
+        } = self;
+        let _ = stop.send(());
+        let code = runtime
             .block_on(async { tokio::time::timeout(Duration::from_secs(30), daemon).await })
             .expect("the daemon stops within 30 s")
             .expect("the daemon task did not panic");
         assert_eq!(code, 0, "orderly stop");
-        self.runtime.shutdown_timeout(Duration::from_secs(2));
+        runtime.shutdown_timeout(Duration::from_secs(2));
     }
 }
 
@@ -206,12 +219,13 @@ fn health_fails_while_the_daemon_runtime_is_frozen_and_recovers() {
     let db = TestDatabase::reserve("http_frozen").expect("test database name");
     let daemon = OneWorkerDaemon::start(&db.url());
     let (client, url) = (&daemon.client, daemon.url("/health"));
-    let healthy = |status: u16, report: &serde_json::Value| {
-        status == 200 && liveness_check(report).0 == "pass"
-    };
-    daemon
-        .client_rt
-        .block_on(until_health(client, &url, Duration::from_secs(60), healthy));
+    // Up and healthy: the database reachable and migrated, the children running.
+    daemon.client_rt.block_on(until_health(
+        client,
+        &url,
+        Duration::from_secs(60),
+        |status, _| status == 200,
+    ));
 
     let freeze = daemon.freeze();
     let frozen_at = Instant::now();
@@ -232,9 +246,15 @@ fn health_fails_while_the_daemon_runtime_is_frozen_and_recovers() {
     eprintln!("/health failed {frozen_for:?} after the freeze: {output}");
 
     drop(freeze);
-    daemon
-        .client_rt
-        .block_on(until_health(client, &url, Duration::from_secs(30), healthy));
+    let recovered = |status: u16, report: &serde_json::Value| {
+        status == 200 && liveness_check(report).0 == "pass"
+    };
+    daemon.client_rt.block_on(until_health(
+        client,
+        &url,
+        Duration::from_secs(30),
+        recovered,
+    ));
     daemon.stop();
     drop(db);
 }
