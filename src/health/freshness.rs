@@ -213,6 +213,24 @@ mod tests {
         (check.status, check.output)
     }
 
+    /// A record armed with [`BOUNDS`] just now, and that instant.
+    fn armed() -> (Freshness, Instant) {
+        let f = Freshness::new();
+        let t0 = Instant::now();
+        f.arm(BOUNDS, t0);
+        (f, t0)
+    }
+
+    /// The check `name` fails at `now` with an output containing each of `says`.
+    fn fails_saying(f: &Freshness, name: &str, now: Instant, says: &[&str]) {
+        let (status, output) = status_of(f, name, now);
+        assert_eq!(status, Status::Fail, "{name}");
+        let output = output.unwrap_or_default();
+        for said in says {
+            assert!(output.contains(said), "{name}: {output:?} lacks {said:?}");
+        }
+    }
+
     #[test]
     fn nothing_is_judged_until_armed() {
         let f = Freshness::new();
@@ -223,21 +241,18 @@ mod tests {
 
     #[test]
     fn a_recent_answer_passes_and_an_old_one_fails_naming_why() {
-        let f = Freshness::new();
-        let t0 = Instant::now();
-        f.arm(BOUNDS, t0);
+        let (f, t0) = armed();
         f.answered(t0 + Duration::from_secs(5));
         let recent = t0 + Duration::from_secs(14);
         assert_eq!(status_of(&f, LIVENESS_CHECK, recent), (Status::Pass, None));
         assert_eq!(f.verdict(recent), Some((Status::Pass, Status::Pass)));
 
         let old = t0 + Duration::from_secs(17);
-        let (status, output) = status_of(&f, LIVENESS_CHECK, old);
-        assert_eq!(status, Status::Fail);
-        let output = output.unwrap_or_default();
-        assert!(
-            output.contains("has not answered for 12 s") && output.contains("runtime is stuck"),
-            "{output}"
+        fails_saying(
+            &f,
+            LIVENESS_CHECK,
+            old,
+            &["has not answered for 12 s", "runtime is stuck"],
         );
         assert_eq!(f.verdict(old), Some((Status::Fail, Status::Pass)));
 
@@ -257,21 +272,18 @@ mod tests {
 
     #[test]
     fn a_snapshot_nobody_writes_turns_stale() {
-        let f = Freshness::new();
-        let t0 = Instant::now();
-        f.arm(BOUNDS, t0);
+        let (f, t0) = armed();
         f.wrote(t0 + Duration::from_secs(30));
         // The supervisor keeps answering: only the snapshot check fails.
         f.answered(t0 + Duration::from_secs(95));
         let within = t0 + Duration::from_secs(90);
         assert_eq!(status_of(&f, SNAPSHOT_CHECK, within), (Status::Pass, None));
         let beyond = t0 + Duration::from_secs(95);
-        let (status, output) = status_of(&f, SNAPSHOT_CHECK, beyond);
-        assert_eq!(status, Status::Fail);
-        let output = output.unwrap_or_default();
-        assert!(
-            output.contains("not been written for 65 s") && output.contains("limit is 60 s"),
-            "{output}"
+        fails_saying(
+            &f,
+            SNAPSHOT_CHECK,
+            beyond,
+            &["not been written for 65 s", "limit is 60 s"],
         );
         assert_eq!(f.verdict(beyond), Some((Status::Pass, Status::Fail)));
     }
