@@ -174,7 +174,16 @@ fn start_endpoint(
         call_timeout: cfg.supervisor.call_timeout,
     };
     let router = crate::sync::control::routes(http::Router::standard(), control);
-    http::spawn_server_thread(listener, ctx, router, shared.shutdown.token(), drain(cfg))
+    let sup = &cfg.supervisor;
+    // How long the supervisor may take to notice a hung child and restart it.
+    let child_recovery = sup
+        .ping_interval
+        .saturating_mul(sup.max_missed_pings)
+        .saturating_add(sup.backoff_max);
+    let freshness =
+        crate::health::FreshnessBounds::for_daemon(cfg.database.ping_interval, child_recovery);
+    let token = shared.shutdown.token();
+    http::spawn_server_thread(listener, ctx, router, token, drain(cfg), freshness)
 }
 
 /// How long open HTTP connections may drain on stop.

@@ -1,12 +1,17 @@
 //! The health snapshot: what every part of the daemon last said about itself.
 //!
 //! Owns: the in-memory [`Health`] record that actors write into and the HTTP endpoint reads, and
-//! its rendering as `application/health+json` (draft-inadarei-api-health-check).
+//! its rendering as `application/health+json` (draft-inadarei-api-health-check). Once the
+//! endpoint arms it ([`Health::watch_freshness`]), the report also judges its own freshness
+//! (`freshness.rs`): the supervisor's last answer to a liveness ping and the snapshot's last write,
+//! so a daemon whose runtime is stuck reports `fail` rather than its last words.
 //!
 //! Must not: wait on anything. Reading or writing the snapshot takes a short `parking_lot` lock and
 //! never awaits, so `/health` answers in microseconds even while the database hangs (invariant 6).
 //! Nothing here may hold a secret: outputs are built from error kinds and messages that have
 //! already been scrubbed by their producers.
+
+mod freshness;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -16,6 +21,8 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use parking_lot::RwLock;
 use serde::Serialize;
+
+pub use freshness::{FreshnessBounds, LIVENESS_CHECK, SNAPSHOT_CHECK};
 
 /// pass / warn / fail, ordered so that `max` gives the worst.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -183,12 +190,16 @@ pub struct Health {
     /// Bumped by every change, so a rendered body can be reused until something changes.
     version: Arc<AtomicU64>,
     rendered: Arc<parking_lot::Mutex<Option<Rendered>>>,
+    /// The supervisor's last liveness answer and the snapshot's last write (atomics).
+    freshness: Arc<freshness::Freshness>,
 }
 
 /// A serialized report, reused while the snapshot is unchanged and younger than [`RENDER_TTL`].
 #[derive(Debug)]
 struct Rendered {
     version: u64,
+    /// The freshness checks' statuses it was rendered with: a change re-renders at once.
+    freshness: freshness::Verdict,
     at: Instant,
     status: Status,
     body: bytes::Bytes,
@@ -205,28 +216,59 @@ impl Health {
             service_id: Arc::from(service_id.into()),
             version: Arc::default(),
             rendered: Arc::default(),
+            freshness: Arc::new(freshness::Freshness::new()),
         }
     }
 
+    /// Every writer ends here: a new version for the body cache, and the snapshot's last write.
     fn changed(&self) {
         self.version.fetch_add(1, Ordering::Release);
+        self.freshness.wrote(Instant::now());
+    }
+
+    /// Starts judging the snapshot's freshness: from now on the report has the checks
+    /// `supervisor:liveness` (fails once the last [`Health::record_supervisor_answer`] is older
+    /// than `bounds.liveness_fail_after`) and `health:snapshot` (fails once no writer has changed
+    /// the snapshot for `bounds.stale_after`). Call it only where something keeps recording the
+    /// supervisor's answers (the endpoint's liveness pinger); a second call keeps the first bounds.
+    pub fn watch_freshness(&self, bounds: FreshnessBounds) {
+        self.freshness.arm(bounds, Instant::now());
+    }
+
+    /// The supervisor answered a liveness ping just now. One atomic store: it does not count as a
+    /// write of the snapshot and does not bump the version (the body cache compares the freshness
+    /// verdict itself).
+    pub fn record_supervisor_answer(&self) {
+        self.freshness.answered(Instant::now());
     }
 
     /// The report's status and its JSON body, rendered at most once per change (and at least
     /// every 250 ms): `/health` under load serializes only when there is something new to say.
     pub fn report_body(&self) -> Result<(Status, bytes::Bytes), serde_json::Error> {
+        self.report_body_at(Instant::now())
+    }
+
+    /// [`Health::report_body`] as of `now`. A cached body is reused only while the snapshot's
+    /// version and the freshness verdict are unchanged and it is younger than [`RENDER_TTL`], so
+    /// a check that turns `fail` because time passed is served at once.
+    fn report_body_at(&self, now: Instant) -> Result<(Status, bytes::Bytes), serde_json::Error> {
         let version = self.version.load(Ordering::Acquire);
+        let verdict = self.freshness.verdict(now);
         let mut cache = self.rendered.lock();
         if let Some(r) = cache.as_ref() {
-            if r.version == version && r.at.elapsed() < RENDER_TTL {
+            if r.version == version
+                && r.freshness == verdict
+                && now.saturating_duration_since(r.at) < RENDER_TTL
+            {
                 return Ok((r.status, r.body.clone()));
             }
         }
-        let report = self.report();
+        let report = self.report_at(now);
         let body = bytes::Bytes::from(serde_json::to_vec(&report)?);
         *cache = Some(Rendered {
             version,
-            at: Instant::now(),
+            freshness: verdict,
+            at: now,
             status: report.status,
             body: body.clone(),
         });
@@ -298,6 +340,12 @@ impl Health {
 
     /// The full report served at `/health`.
     pub fn report(&self) -> HealthReport {
+        self.report_at(Instant::now())
+    }
+
+    /// [`Health::report`] as of `now` (the freshness checks depend on it).
+    fn report_at(&self, now: Instant) -> HealthReport {
+        let wall = Utc::now();
         let snap = self.inner.read();
         let mut checks: BTreeMap<String, Vec<Check>> = BTreeMap::new();
         checks.insert("postgres:connections".to_string(), db_checks(&snap.db));
@@ -311,6 +359,9 @@ impl Health {
         }
         for (name, extra) in &snap.extra {
             checks.insert(name.clone(), extra.clone());
+        }
+        for (name, check) in self.freshness.checks(now, wall) {
+            checks.insert(name.to_string(), vec![check]);
         }
         let mut status = checks
             .values()
@@ -447,6 +498,53 @@ mod tests {
         let (status, body) = health.report_body().unwrap();
         assert_eq!(status, Status::Fail, "a change is visible at once");
         assert!(String::from_utf8_lossy(&body).contains("connection refused"));
+    }
+
+    #[test]
+    fn a_silent_supervisor_fails_the_cached_body_at_once_and_an_answer_restores_it() {
+        let health = Health::passing("test");
+        let t0 = Instant::now();
+        let bounds = FreshnessBounds {
+            liveness_fail_after: Duration::from_secs(10),
+            stale_after: Duration::from_secs(60),
+        };
+        health.freshness.arm(bounds, t0);
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let (status, body) = health.report_body_at(at(9_900)).unwrap();
+        assert_eq!(status, Status::Pass);
+        assert!(String::from_utf8_lossy(&body).contains(LIVENESS_CHECK));
+        // 200 ms later (inside the cache's 250 ms, no write in between) the bound has passed.
+        let (status, body) = health.report_body_at(at(10_100)).unwrap();
+        assert_eq!(
+            status,
+            Status::Fail,
+            "the verdict changed: not the cached pass"
+        );
+        let body = String::from_utf8_lossy(&body).into_owned();
+        assert!(
+            body.contains("the supervisor has not answered for 10 s"),
+            "{body}"
+        );
+        // The next answer passes at once.
+        health.freshness.answered(at(10_150));
+        let (status, _) = health.report_body_at(at(10_200)).unwrap();
+        assert_eq!(status, Status::Pass);
+        assert_eq!(health.report_at(at(10_200)).status, Status::Pass);
+        // Without writers the snapshot fails on its own bound, even while the supervisor answers.
+        health.freshness.answered(at(70_150));
+        let report = health.report_at(at(70_200));
+        assert_eq!(report.status, Status::Fail);
+        assert_eq!(report.checks[SNAPSHOT_CHECK][0].status, Status::Fail);
+        assert_eq!(report.checks[LIVENESS_CHECK][0].status, Status::Pass);
+    }
+
+    #[test]
+    fn unarmed_health_has_no_freshness_checks() {
+        let health = Health::passing("test");
+        let report = health.report_at(Instant::now() + Duration::from_secs(86_400));
+        assert_eq!(report.status, Status::Pass);
+        assert!(!report.checks.contains_key(LIVENESS_CHECK));
+        assert!(!report.checks.contains_key(SNAPSHOT_CHECK));
     }
 
     #[test]

@@ -10,6 +10,7 @@
 //! Layout, one concern per file:
 //! - `server.rs`: accept loop, connection cap, header read timeout, graceful drain;
 //! - `thread.rs`: the endpoint's own thread and single-threaded runtime;
+//! - `liveness.rs`: the pinger on that runtime that records the supervisor's answers for `/health`;
 //! - `pipeline.rs`: per request — request id, routing, rate limit, deadline, panic → 500, logging,
 //!   `X-Request-Id` / `X-Process-Time`;
 //! - `router.rs`: the route table ([`Router`]) and what a handler gets ([`Req`]);
@@ -21,6 +22,7 @@
 //! (invariant 6), put a secret or a request header in a log line or a response, or let one bad
 //! request, panic or client take the server down.
 
+mod liveness;
 mod pipeline;
 mod problem;
 mod rate_limit;
@@ -35,6 +37,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+pub use liveness::LIVENESS_PING_EVERY;
 pub use pipeline::{X_PROCESS_TIME, X_REQUEST_ID};
 pub use problem::{ApiError, PROBLEM_JSON};
 pub use rate_limit::{client_key, ClientRateLimiter};
@@ -50,7 +53,8 @@ pub use crate::supervisor::PingFn as Liveness;
 #[derive(Clone)]
 pub struct HttpContext {
     pub health: crate::health::Health,
-    /// Answers whether the supervisor responds within the given deadline (used by /livez).
+    /// Answers whether the supervisor responds within the given deadline (used by /livez, and by
+    /// the liveness pinger of [`spawn_server_thread`]).
     pub liveness: Liveness,
     pub config: crate::config::HttpConfig,
     /// The Prometheus registry served at `/metrics`.

@@ -72,7 +72,9 @@ fn probe(ok: bool, output: Option<&str>) -> HandlerResult {
     json_response(code, HEALTH_JSON, &ProbeBody { status, output })
 }
 
-/// `GET /health`: the full report; `pass`/`warn` → 200, `fail` → 503. Reads the snapshot only.
+/// `GET /health`: the full report; `pass`/`warn` → 200, `fail` → 503. Reads the snapshot only
+/// (including, in the daemon, how long ago the supervisor answered the pinger: a frozen runtime
+/// fails `supervisor:liveness`).
 async fn health(req: Req) -> HandlerResult {
     let (status, body) = req.ctx.health.report_body().map_err(|err| {
         ApiError::Internal(format!("could not serialize the health report: {err}"))
