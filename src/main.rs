@@ -99,10 +99,11 @@ fn main() -> ExitCode {
     ExitCode::from(code as u8)
 }
 
-/// `check-config`: what the database connector reads from files (the TLS CA file) is checked
-/// too; prints the warnings and the effective configuration, secrets masked.
+/// `check-config`: validation, then everything `run` builds is built (the database connector
+/// with its TLS CA file, the Temu client, the sync actors' dependencies) without connecting;
+/// prints the warnings and the effective configuration, secrets masked.
 fn check_config(config: &Config, warnings: &[String], path: &Path) -> i32 {
-    if let Err(e) = temu_sync::db::Connector::new(&config.database) {
+    if let Err(e) = temu_sync::app::check_buildable(config) {
         eprintln!("temu-sync: invalid configuration:\n{e}");
         return exit::CONFIG;
     }

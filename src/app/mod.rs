@@ -29,7 +29,16 @@ use crate::supervisor::{ActorChild, ChildSpec, Outcome, SupervisorArgs, Supervis
 use crate::sync::{actor_name, SyncActor, SyncActorArgs, SyncBoard, SyncControl, SyncMsg};
 use crate::temu::actor::{TemuActor, TemuActorArgs, TemuMsg};
 
-pub use shared::Shared;
+pub use shared::{BuildError, Shared};
+
+/// `check-config`'s last step: builds everything `run` builds (the shared handles, the sync
+/// actors' dependencies, the supervisor's child specs) without connecting or starting anything.
+pub fn check_buildable(config: &Config) -> Result<(), BuildError> {
+    let shared = Shared::build(config.clone(), SyncBoard::default())?;
+    let children = daemon_children(&shared);
+    drop(children);
+    Ok(())
+}
 
 /// Name of the database actor in the supervisor tree.
 pub const DB_ACTOR: &str = "db";
@@ -60,7 +69,10 @@ pub async fn run_with(
 ) -> i32 {
     let shared = match Shared::build(config, board) {
         Ok(shared) => shared,
-        Err(code) => return code,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot build the daemon from this configuration");
+            return exit::CONFIG;
+        }
     };
     let notifier = Notifier::from_env();
     spawn_metrics_upkeep(&shared);

@@ -8,7 +8,6 @@ use tokio::sync::Semaphore;
 
 use crate::config::Config;
 use crate::db::{Database, Instance};
-use crate::exit;
 use crate::health::Health;
 use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
@@ -30,10 +29,19 @@ pub struct Shared {
     pub shutdown: Shutdown,
 }
 
+/// A configuration that validated but from which the daemon's parts cannot be built (exit 78).
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("invalid database configuration: {0}")]
+    Database(#[from] crate::db::DbError),
+    #[error("invalid Temu configuration: {0}")]
+    Temu(#[from] crate::temu::TemuError),
+}
+
 impl Shared {
-    /// Builds every shared handle (nothing connects yet). `Err` is the exit code, after logging
-    /// why.
-    pub fn build(config: Config, board: SyncBoard) -> Result<Self, i32> {
+    /// Builds every shared handle; nothing connects and no runtime is needed, so `check-config`
+    /// builds exactly what `run` builds.
+    pub fn build(config: Config, board: SyncBoard) -> Result<Self, BuildError> {
         let instance = Instance::current();
         let health = Health::new(instance.id.clone());
         let metrics = Metrics::new();
@@ -42,20 +50,13 @@ impl Shared {
                 metrics.init_sync_series(&shop.name, stream.as_str());
             }
         }
-        let db = Database::observed(config.database.clone(), metrics.clone()).map_err(|e| {
-            tracing::error!(error = %e, "invalid database configuration");
-            exit::CONFIG
-        })?;
+        let db = Database::observed(config.database.clone(), metrics.clone())?;
         let observers = Observers {
             health: Some(health.clone()),
             metrics: Some(metrics.clone()),
         };
         let tuning = ClientTuning::from_config(&config.temu);
-        let temu = TemuClient::build(&config.temu, &config.apps, &config.shops, tuning, observers)
-            .map_err(|e| {
-                tracing::error!(error = %e, "invalid Temu configuration");
-                exit::CONFIG
-            })?;
+        let temu = TemuClient::build(&config.temu, &config.apps, &config.shops, tuning, observers)?;
         Ok(Self {
             config,
             instance,

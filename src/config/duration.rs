@@ -12,6 +12,10 @@ use serde::Serializer;
 /// What a duration looks like, appended to every duration error.
 pub(crate) const EXPECTED: &str = "expected a duration like 30s, 5m, 1h or 90d";
 
+/// The longest duration any key accepts: 10 years. Longer ones overflow clocks and timers
+/// (`Instant + d`, `chrono::Duration`) somewhere, and mean "never", which no key needs.
+pub const MAX: Duration = Duration::from_secs(10 * 365 * 86_400);
+
 pub fn serialize<S: Serializer>(value: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
     serializer.serialize_str(&format(*value))
 }
@@ -54,8 +58,15 @@ impl Visitor<'_> for DurationVisitor {
     }
 
     fn visit_str<E: de::Error>(self, v: &str) -> Result<Duration, E> {
-        humantime::parse_duration(v.trim())
-            .map_err(|e| E::custom(format_args!("invalid duration {v:?}: {e}; {EXPECTED}")))
+        let d = humantime::parse_duration(v.trim())
+            .map_err(|e| E::custom(format_args!("invalid duration {v:?}: {e}; {EXPECTED}")))?;
+        if d > MAX {
+            return Err(E::custom(format_args!(
+                "duration {v:?} is too long: at most 10 years ({})",
+                format(MAX)
+            )));
+        }
+        Ok(d)
     }
 
     fn visit_u64<E: de::Error>(self, v: u64) -> Result<Duration, E> {

@@ -304,6 +304,12 @@ fn all_streams() -> Vec<Stream> {
     Stream::ALL.to_vec()
 }
 
+/// Largest `sync.batch_size`: a batch is one multi-row `INSERT … ON CONFLICT`, and PostgreSQL takes
+/// at most 65 535 bind parameters a statement; the widest row today has 14 columns
+/// (`order_items`), so 1 000 rows leave room for tables that grow (a child table's rows are
+/// inserted in statements of at most this many rows too).
+pub const MAX_BATCH_SIZE: usize = 1000;
+
 /// Sync scheduling and batching (read by `sync`).
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]

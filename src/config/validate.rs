@@ -5,11 +5,15 @@
 //! [`DatabaseConfig::pg_config`]. Each problem is reported with its key path; the loader adds
 //! where the value came from.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use super::error::{ConfigError, IssueOrigin};
-use super::model::{Config, DatabaseConfig, Stream};
+use super::model::{Config, DatabaseConfig, Stream, MAX_BATCH_SIZE};
+
+/// Most pooled database connections in all (`pool_size + max_overflow`): more than a PostgreSQL
+/// server is usually configured to accept (`max_connections` defaults to 100).
+const MAX_POOL: u64 = 1000;
 
 /// Problems as (key path, message).
 type Problems = Vec<(String, String)>;
@@ -52,12 +56,17 @@ impl Config {
         let h = &self.http;
         positive(p, "http.request_timeout", h.request_timeout);
         positive(p, "http.header_read_timeout", h.header_read_timeout);
-        at_least_one(p, "http.max_connections", h.max_connections as u64);
-        at_least_one(
+        in_range(
             p,
-            "http.rate_limit_per_second",
-            u64::from(h.rate_limit_per_second),
+            "http.max_connections",
+            h.max_connections as u64,
+            1,
+            65_536,
         );
+        let per_second = u64::from(h.rate_limit_per_second);
+        in_range(p, "http.rate_limit_per_second", per_second, 1, 1_000_000);
+        let burst = u64::from(h.rate_limit_burst);
+        in_range(p, "http.rate_limit_burst", burst, 0, 1_000_000);
     }
 
     fn validate_database(&self, p: &mut Problems) {
@@ -65,7 +74,23 @@ impl Config {
         if let Err(message) = check_database_url(&d.url) {
             p.push(("database.url".to_string(), message));
         }
-        at_least_one(p, "database.pool_size", u64::from(d.pool_size));
+        in_range(p, "database.pool_size", u64::from(d.pool_size), 1, MAX_POOL);
+        in_range(
+            p,
+            "database.max_overflow",
+            u64::from(d.max_overflow),
+            0,
+            MAX_POOL,
+        );
+        let total = u64::from(d.pool_size) + u64::from(d.max_overflow);
+        if total > MAX_POOL && d.pool_size as u64 <= MAX_POOL && d.max_overflow as u64 <= MAX_POOL {
+            p.push((
+                "database.max_overflow".to_string(),
+                format!(
+                    "pool_size + max_overflow is {total}; at most {MAX_POOL} connections in all"
+                ),
+            ));
+        }
         positive(p, "database.pool_timeout", d.pool_timeout);
         positive(p, "database.pool_recycle", d.pool_recycle);
         positive(p, "database.connect_timeout", d.connect_timeout);
@@ -95,8 +120,12 @@ impl Config {
         positive(p, "temu.write_timeout", t.write_timeout);
         positive(p, "temu.pool_timeout", t.pool_timeout);
         positive(p, "temu.call_deadline", t.call_deadline);
-        at_least_one(p, "temu.max_connections", t.max_connections as u64);
-        at_least_one(p, "temu.breaker_threshold", t.breaker_threshold as u64);
+        in_range(p, "temu.max_connections", t.max_connections as u64, 1, 1024);
+        let keepalive = t.max_keepalive_connections as u64;
+        in_range(p, "temu.max_keepalive_connections", keepalive, 0, 1024);
+        in_range(p, "temu.max_retries", u64::from(t.max_retries), 0, 100);
+        let threshold = u64::from(t.breaker_threshold);
+        in_range(p, "temu.breaker_threshold", threshold, 1, 10_000);
         positive(p, "temu.breaker_cool_off", t.breaker_cool_off);
         backoff_range(
             p,
@@ -120,13 +149,28 @@ impl Config {
 
     fn validate_apps_and_shops(&self, p: &mut Problems) {
         let mut app_names = HashSet::new();
+        let mut qps_of_key: HashMap<&str, (usize, u32)> = HashMap::new();
         for (i, app) in self.apps.iter().enumerate() {
             let key = format!("apps[{i}]");
             check_unique_name(p, &key, "app", &app.name, &mut app_names);
             if app.app_key.trim().is_empty() {
                 p.push((format!("{key}.app_key"), "must not be empty".to_string()));
             }
-            at_least_one(p, &format!("{key}.qps"), u64::from(app.qps));
+            in_range(p, &format!("{key}.qps"), u64::from(app.qps), 1, 10_000);
+            // The budget belongs to the app_key: two entries of one key must agree on it.
+            match qps_of_key.get(app.app_key.as_str()) {
+                Some((first, qps)) if *qps != app.qps => p.push((
+                    format!("{key}.qps"),
+                    format!(
+                        "apps[{first}] has the same app_key with qps {qps}; one app_key has one \
+                         budget: give both entries the same qps (or one entry for the key)"
+                    ),
+                )),
+                Some(_) => {}
+                None => {
+                    qps_of_key.insert(app.app_key.as_str(), (i, app.qps));
+                }
+            }
         }
         let mut shop_names = HashSet::new();
         for (i, shop) in self.shops.iter().enumerate() {
@@ -158,9 +202,22 @@ impl Config {
     fn validate_sync(&self, p: &mut Problems) {
         let s = &self.sync;
         positive(p, "sync.task_timeout", s.task_timeout);
-        at_least_one(p, "sync.batch_size", s.batch_size as u64);
+        in_range(
+            p,
+            "sync.batch_size",
+            s.batch_size as u64,
+            1,
+            MAX_BATCH_SIZE as u64,
+        );
+        in_range(p, "sync.max_retries", u64::from(s.max_retries), 0, 1000);
         positive(p, "sync.initial_window", s.initial_window);
-        at_least_one(p, "sync.max_concurrent_runs", s.max_concurrent_runs as u64);
+        in_range(
+            p,
+            "sync.max_concurrent_runs",
+            s.max_concurrent_runs as u64,
+            1,
+            1024,
+        );
         positive(p, "sync.chunk", s.chunk);
         positive(p, "sync.lease_ttl", s.lease_ttl);
         positive(p, "sync.lag_warn", s.lag_warn);
@@ -180,11 +237,10 @@ impl Config {
         positive(p, "supervisor.restart_window", s.restart_window);
         backoff_range(p, "supervisor.backoff", s.backoff_min, s.backoff_max);
         ping_settings(p, "supervisor", s.ping_interval, s.ping_timeout);
-        at_least_one(
-            p,
-            "supervisor.max_missed_pings",
-            u64::from(s.max_missed_pings),
-        );
+        let missed = u64::from(s.max_missed_pings);
+        in_range(p, "supervisor.max_missed_pings", missed, 1, 100);
+        let restarts = u64::from(s.max_restarts);
+        in_range(p, "supervisor.max_restarts", restarts, 0, 10_000);
         positive(p, "supervisor.call_timeout", s.call_timeout);
         positive(p, "supervisor.shutdown_timeout", s.shutdown_timeout);
     }
@@ -315,17 +371,23 @@ fn check_unique_name<'a>(
     }
 }
 
+/// An `http(s)://host…` URL the HTTP client accepts. The URL itself is not echoed (it may hold
+/// credentials).
 fn check_base_url(url: &str) -> Result<(), String> {
     let lower = url.to_ascii_lowercase();
     let rest = lower
         .strip_prefix("http://")
         .or_else(|| lower.strip_prefix("https://"));
     if rest.is_none_or(|r| r.is_empty() || r.starts_with('/')) {
-        return Err(format!(
-            "{url:?} is not a URL: expected http://host… or https://host…"
-        ));
+        return Err("not a URL: expected http://host… or https://host…".to_string());
     }
-    Ok(())
+    match reqwest::Url::parse(url.trim()) {
+        Ok(parsed) if parsed.host_str().is_some_and(|h| !h.is_empty()) => Ok(()),
+        Ok(_) => Err("the URL names no host: expected http://host… or https://host…".to_string()),
+        Err(e) => Err(format!(
+            "not a valid URL ({e}); expected http://host[:port]/path with no spaces"
+        )),
+    }
 }
 
 /// At least one stream, none listed twice.
@@ -370,9 +432,15 @@ fn positive(p: &mut Problems, key: &str, d: Duration) {
     }
 }
 
-fn at_least_one(p: &mut Problems, key: &str, n: u64) {
-    if n == 0 {
-        p.push((key.to_string(), "must be at least 1".to_string()));
+/// `lo ≤ n ≤ hi`, or a problem naming the value and the range.
+fn in_range(p: &mut Problems, key: &str, n: u64, lo: u64, hi: u64) {
+    if n < lo || n > hi {
+        let what = if lo == 1 && n == 0 {
+            "must be at least 1".to_string()
+        } else {
+            format!("{n} is out of range")
+        };
+        p.push((key.to_string(), format!("{what}; expected {lo} to {hi}")));
     }
 }
 

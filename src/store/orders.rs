@@ -18,6 +18,7 @@ use super::records::{OrderItemRecord, OrderRecord};
 use super::{
     children_of_changed, inserted_flag, newest_per_key, on_conflict_where, ChangedRow, Upserted,
 };
+use crate::config::MAX_BATCH_SIZE;
 use crate::db::schema::{order_items, orders, shops};
 use crate::db::DbError;
 
@@ -211,17 +212,21 @@ async fn replace_order_items(
         .iter()
         .map(|(order_id, item)| NewOrderItem::new(*order_id, shop_id, item))
         .collect();
-    // A child order that moved to another parent is taken over by its new parent.
-    diesel::insert_into(order_items::table)
-        .values(&item_rows)
-        .on_conflict((order_items::shop_id, order_items::order_sn))
-        .do_update()
-        .set(incoming!(order_items:
-            order_id, goods_id, sku_id, status, quantity, original_quantity,
-            canceled_quantity_before_shipment, fulfillment_type, product_sku_id, product_id,
-            ext_code,
-        ))
-        .execute(conn)
-        .await?;
+    // A child order that moved to another parent is taken over by its new parent. A batch of
+    // parents can carry any number of children: a statement takes at most MAX_BATCH_SIZE rows,
+    // so the bind parameters stay under PostgreSQL's 65 535.
+    for rows in item_rows.chunks(MAX_BATCH_SIZE) {
+        diesel::insert_into(order_items::table)
+            .values(rows)
+            .on_conflict((order_items::shop_id, order_items::order_sn))
+            .do_update()
+            .set(incoming!(order_items:
+                order_id, goods_id, sku_id, status, quantity, original_quantity,
+                canceled_quantity_before_shipment, fulfillment_type, product_sku_id, product_id,
+                ext_code,
+            ))
+            .execute(conn)
+            .await?;
+    }
     Ok(())
 }

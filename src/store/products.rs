@@ -20,6 +20,7 @@ use super::records::{ProductRecord, SkuRecord};
 use super::{
     children_of_changed, inserted_flag, newest_per_key, on_conflict_where, ChangedRow, Upserted,
 };
+use crate::config::MAX_BATCH_SIZE;
 use crate::db::schema::{product_skus, products};
 use crate::db::DbError;
 
@@ -185,14 +186,17 @@ async fn replace_skus(
         .iter()
         .map(|(product_id, s)| NewSku::new(*product_id, shop_id, s))
         .collect();
-    // A SKU that moved to another product is taken over by it.
-    diesel::insert_into(product_skus::table)
-        .values(&sku_rows)
-        .on_conflict((product_skus::shop_id, product_skus::sku_id))
-        .do_update()
-        .set(incoming!(product_skus: product_id, sku_sn, stock, spec))
-        .execute(conn)
-        .await?;
+    // A SKU that moved to another product is taken over by it; at most MAX_BATCH_SIZE rows a
+    // statement (PostgreSQL's 65 535 bind parameters).
+    for rows in sku_rows.chunks(MAX_BATCH_SIZE) {
+        diesel::insert_into(product_skus::table)
+            .values(rows)
+            .on_conflict((product_skus::shop_id, product_skus::sku_id))
+            .do_update()
+            .set(incoming!(product_skus: product_id, sku_sn, stock, spec))
+            .execute(conn)
+            .await?;
+    }
     Ok(())
 }
 

@@ -8,7 +8,7 @@ use temu_sync::testkit::TestDatabase;
 
 const BIN: &str = env!("CARGO_BIN_EXE_temu-sync");
 
-fn run_with(yaml: &str, args: &[&str], envs: &[(&str, &str)]) -> Output {
+pub(super) fn run_with(yaml: &str, args: &[&str], envs: &[(&str, &str)]) -> Output {
     let mut file = tempfile::NamedTempFile::new().expect("temp config");
     file.write_all(yaml.as_bytes()).expect("write config");
     let mut cmd = Command::new(BIN);
@@ -19,7 +19,7 @@ fn run_with(yaml: &str, args: &[&str], envs: &[(&str, &str)]) -> Output {
     cmd.output().expect("binary runs")
 }
 
-fn stderr(out: &Output) -> String {
+pub(super) fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 

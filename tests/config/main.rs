@@ -3,10 +3,12 @@
 //! defaults, that secret values never leak, and the CLI's exit codes and messages.
 //!
 //! Modules: `loading` (file, defaults, shipped config.yaml), `secrets`, `overrides`,
-//! `validation`, `cli` (the real binary). The helpers below load YAML with an explicit
+//! `validation`, `cli` (the real binary), `edges` (edge values through the real binary: exit 78
+//! naming the key and the range, never a panic). The helpers below load YAML with an explicit
 //! environment lookup, so no test reads or changes the process environment.
 
 mod cli;
+mod edges;
 mod loading;
 mod overrides;
 mod secrets;

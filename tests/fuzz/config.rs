@@ -1,7 +1,9 @@
 //! Property-based fuzzing of the configuration loader (`Config::from_yaml_str`) and its
 //! `TEMU_SYNC__…` overrides. Properties: never a panic; an error names at least one issue and
-//! renders as text; an accepted configuration is valid (re-validated invariants below); a secret
-//! value never appears in an error message.
+//! renders as text; an accepted configuration is valid (re-validated invariants below) and builds
+//! everything `run` builds (`app::check_buildable`: the database connector, the Temu client, the
+//! sync actors' dependencies — a value that validates but cannot be built, or panics while
+//! building, fails the property); a secret value never appears in an error message.
 //!
 //! `FUZZ_CASES` (default 3000) sets the number of cases per target.
 
@@ -22,6 +24,9 @@ fn check(text: &str, vars: Vec<(String, String)>) -> Result<(), TestCaseError> {
             let c = &loaded.config;
             prop_assert!(c.database.pool_size >= 1);
             prop_assert!(!c.database.url.contains(SECRET));
+            if let Err(e) = temu_sync::app::check_buildable(c) {
+                prop_assert!(false, "accepted but cannot be built: {e}");
+            }
         }
         Err(e) => {
             let msg = e.to_string();
@@ -53,6 +58,7 @@ const SECTIONS: &[(&str, &[&str])] = &[
             "create_database",
             "retry_min",
             "retry_max",
+            "idle_timeout",
         ],
     ),
     (
@@ -62,6 +68,8 @@ const SECTIONS: &[(&str, &[&str])] = &[
             "request_timeout",
             "header_read_timeout",
             "max_connections",
+            "rate_limit_per_second",
+            "rate_limit_burst",
             "admin_token",
         ],
     ),
@@ -73,6 +81,8 @@ const SECTIONS: &[(&str, &[&str])] = &[
             "max_retries",
             "call_deadline",
             "breaker_threshold",
+            "max_connections",
+            "max_keepalive_connections",
             "proxy",
         ],
     ),
@@ -81,6 +91,8 @@ const SECTIONS: &[(&str, &[&str])] = &[
         &[
             "task_timeout",
             "batch_size",
+            "max_concurrent_runs",
+            "settle",
             "chunk",
             "lease_ttl",
             "initial_window",
@@ -91,6 +103,7 @@ const SECTIONS: &[(&str, &[&str])] = &[
         "supervisor",
         &[
             "max_restarts",
+            "max_missed_pings",
             "restart_window",
             "backoff_min",
             "ping_interval",
@@ -108,6 +121,11 @@ fn value() -> impl Strategy<Value = String> {
         Just("1s".to_string()),
         Just("0s".to_string()),
         Just("584942417355y".to_string()),
+        Just("300000y".to_string()),
+        Just("3650d".to_string()),
+        Just("4294967295".to_string()),
+        Just("18446744073709551615".to_string()),
+        Just("\"http://a b/x\"".to_string()),
         Just("10ms".to_string()),
         Just("~".to_string()),
         Just("[]".to_string()),
@@ -136,10 +154,11 @@ fn document() -> impl Strategy<Value = String> {
             s
         })
     });
-    let shops = (value(), value(), value()).prop_map(|(region, token, app)| {
+    let shops = (value(), value(), value(), value()).prop_map(|(region, token, app, base_url)| {
         format!(
             "apps:\n  - {{ name: main, app_key: k, app_secret: {{ env: FUZZ_SECRET }} }}\n\
-             shops:\n  - {{ name: s, region: {region}, app: {app}, access_token: {token} }}\n"
+             shops:\n  - {{ name: s, region: {region}, app: {app}, access_token: {token}, \
+             base_url: {base_url} }}\n"
         )
     });
     (

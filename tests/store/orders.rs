@@ -199,3 +199,41 @@ async fn natural_keys_are_unique_per_shop() {
     .await;
     assert_eq!(region, 1);
 }
+
+/// 100 orders, each with 60 child orders, at `update_time`.
+fn orders_with_many_items(update_time: i64, status: i64) -> Vec<OrderRecord> {
+    (0..100)
+        .map(|p| {
+            let children: Vec<String> = (0..60).map(|c| format!("O-{p}-{c}")).collect();
+            let children: Vec<&str> = children.iter().map(String::as_str).collect();
+            order(&format!("PO-{p}"), update_time, status, &children)
+        })
+        .collect()
+}
+
+/// A batch of parents may carry any number of children: 100 orders × 60 child orders is 6 000
+/// item rows, 84 000 bind parameters in one statement — more than PostgreSQL's 65 535. The items
+/// go in statements of at most `MAX_BATCH_SIZE` rows, so the batch is stored whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_whose_children_exceed_the_bind_parameter_limit_is_stored_whole() {
+    let (_t, db) = database("store_many_items").await;
+    let mut conn = db.checkout("test").await.unwrap();
+    let shop = ensure_shop(&mut conn, "us-main", "us").await.unwrap();
+    let got = upsert_orders(&mut conn, shop, &orders_with_many_items(1_000, 1))
+        .await
+        .expect("a batch with 6 000 items is stored");
+    assert_eq!(got, counts(100, 0, 0));
+    assert_eq!(
+        count(&mut conn, "SELECT count(*) AS n FROM order_items").await,
+        6_000
+    );
+    // The same batch again, newer: every parent replaced, its items replaced too.
+    let got = upsert_orders(&mut conn, shop, &orders_with_many_items(2_000, 2))
+        .await
+        .expect("replaced");
+    assert_eq!(got, counts(0, 100, 0));
+    assert_eq!(
+        count(&mut conn, "SELECT count(*) AS n FROM order_items").await,
+        6_000
+    );
+}
