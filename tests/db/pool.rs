@@ -1,6 +1,8 @@
 //! The database pool, the transaction helper and the database actor, against the real local
 //! PostgreSQL (each test in a database of its own).
 
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use diesel_async::RunQueryDsl;
@@ -363,4 +365,91 @@ async fn db_actor_reports_down_at_boot_then_recovers_by_itself() {
 
     actor.stop(None);
     let _ = tokio::time::timeout(Duration::from_secs(5), join).await;
+}
+
+/// Sessions of `test_db` on the server, counted on a session of its own outside the pool.
+async fn server_sessions(test_db: &TestDatabase) -> i64 {
+    let (client, conn) = tokio_postgres::connect(&test_db.url(), tokio_postgres::NoTls)
+        .await
+        .expect("admin session");
+    tokio::spawn(conn);
+    client
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+             AND application_name = 'temu-sync'",
+            &[],
+        )
+        .await
+        .expect("count sessions")
+        .get(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overflow_connections_close_after_idle_timeout_while_pings_continue() {
+    let test_db = TestDatabase::create("idle_timeout").await.unwrap();
+    let db = pool_for(&test_db, |c| {
+        c.pool_size = 1;
+        c.max_overflow = 3;
+        c.idle_timeout = Duration::from_secs(1);
+    })
+    .await;
+
+    // A burst: every connection the pool may open, at once.
+    let mut burst = Vec::new();
+    for _ in 0..4 {
+        burst.push(db.checkout("burst").await.expect("burst checkout"));
+    }
+    assert_eq!(db.stats().size, 4);
+    assert_eq!(server_sessions(&test_db).await, 4);
+    drop(burst);
+
+    // The daemon's pings go on meanwhile (the database actor's, every 100 ms here).
+    let pings_ok = Arc::new(AtomicU32::new(0));
+    let pinger = {
+        let (db, pings_ok) = (db.clone(), pings_ok.clone());
+        tokio::spawn(async move {
+            loop {
+                if db
+                    .check_database_connection(Duration::from_secs(2))
+                    .await
+                    .is_ok()
+                {
+                    pings_ok.fetch_add(1, Ordering::Relaxed);
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+    };
+
+    // idle_timeout (1 s) + one reaper period (250 ms), generously on a loaded machine.
+    let shrunk = eventually(Duration::from_secs(15), || {
+        let size = db.stats().size;
+        async move { size <= 1 }
+    })
+    .await;
+    assert!(
+        shrunk,
+        "the pool is back to pool_size after the burst: {:?}",
+        db.stats()
+    );
+    let on_server = eventually(Duration::from_secs(5), || async {
+        server_sessions(&test_db).await <= 1
+    })
+    .await;
+    assert!(
+        on_server,
+        "the server agrees: {} sessions",
+        server_sessions(&test_db).await
+    );
+    pinger.abort();
+    assert!(
+        AtomicU32::load(&pings_ok, Ordering::Relaxed) >= 5,
+        "pings kept going and passing"
+    );
+    assert!(
+        db.check_database_connection(Duration::from_secs(2))
+            .await
+            .is_ok(),
+        "and the pool still answers"
+    );
 }
