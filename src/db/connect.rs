@@ -133,7 +133,7 @@ impl Connector {
     pub async fn open_session(&self) -> Result<AsyncPgConnection, ConnectFailure> {
         let deadline = self.handshake_deadline;
         let attempt = async {
-            let client = self.open_client(&self.pg).await?;
+            let client = self.open_client(&self.pg).await.map_err(|e| e.failure)?;
             AsyncPgConnection::try_from(client)
                 .await
                 .map_err(|e| ConnectFailure(format!("the new session could not be set up: {e}")))
@@ -170,15 +170,15 @@ impl Connector {
         // Probe the target database first: the common case needs no maintenance connection.
         match self.raw_connect(&self.pg).await {
             Ok(_) => return Ok(false),
-            Err(RawConnectError::Missing) => {}
-            Err(RawConnectError::Failed(f)) => return Err(f.into()),
+            Err(e) if e.missing_database => {}
+            Err(e) => return Err(e.failure.into()),
         }
         let mut maintenance = self.pg.clone();
         maintenance.dbname("postgres");
         let client = self
             .raw_connect(&maintenance)
             .await
-            .map_err(|e| DbError::Unavailable(e.to_string()))?;
+            .map_err(|e| DbError::from(e.failure))?;
         let sql = format!("CREATE DATABASE \"{}\"", dbname.replace('"', "\"\""));
         let created = tokio::time::timeout(self.handshake_deadline * 3, client.batch_execute(&sql))
             .await
@@ -196,41 +196,45 @@ impl Connector {
 
     /// A plain tokio-postgres client to `cfg`'s database within the handshake deadline; a
     /// missing database is told apart.
-    async fn raw_connect(&self, cfg: &tokio_postgres::Config) -> Result<Client, RawConnectError> {
-        match tokio::time::timeout(self.handshake_deadline, self.open_client_checked(cfg)).await {
+    async fn raw_connect(&self, cfg: &tokio_postgres::Config) -> Result<Client, OpenFailure> {
+        match tokio::time::timeout(self.handshake_deadline, self.open_client(cfg)).await {
             Ok(result) => result,
-            Err(_) => Err(RawConnectError::Failed(no_answer(
-                &self.targets(cfg),
-                self.handshake_deadline,
-            ))),
+            Err(_) => Err(OpenFailure {
+                failure: no_answer(&self.targets(cfg), self.handshake_deadline),
+                missing_database: false,
+            }),
         }
     }
 
-    async fn open_client_checked(
-        &self,
-        cfg: &tokio_postgres::Config,
-    ) -> Result<Client, RawConnectError> {
-        let (socket, target, hostname) = self
-            .open_socket(cfg)
-            .await
-            .map_err(RawConnectError::Failed)?;
-        self.start_session(cfg, socket, &target, &hostname)
-            .await
-            .map_err(|e| match &e {
-                SessionError::Pg(pg) if pg.code() == Some(&SqlState::INVALID_CATALOG_NAME) => {
-                    RawConnectError::Missing
+    /// A started session (tapped, TLS if asked for, `target_session_attrs` checked) on the first
+    /// host of `cfg` that gives one, trying them in the URL's order (shuffled with
+    /// `load_balance_hosts=random`), as libpq and tokio-postgres do; the last host's failure
+    /// otherwise. Not bounded here: callers hold the handshake deadline.
+    async fn open_client(&self, cfg: &tokio_postgres::Config) -> Result<Client, OpenFailure> {
+        let mut last = OpenFailure {
+            failure: ConnectFailure("the URL names no host: check database.url".to_string()),
+            missing_database: false,
+        };
+        for i in host_order(cfg) {
+            let (socket, target, hostname) = match self.socket_to(cfg, i).await {
+                None => continue,
+                Some(Err(failure)) => {
+                    last.failure = failure;
+                    last.missing_database = false;
+                    continue;
                 }
-                _ => RawConnectError::Failed(self.session_failure(&e, cfg, &target)),
-            })
-    }
-
-    /// A started session on the first host of `cfg` that accepts one (tapped, TLS if asked for,
-    /// `target_session_attrs` checked). Not bounded here: callers hold the handshake deadline.
-    async fn open_client(&self, cfg: &tokio_postgres::Config) -> Result<Client, ConnectFailure> {
-        let (socket, target, hostname) = self.open_socket(cfg).await?;
-        self.start_session(cfg, socket, &target, &hostname)
-            .await
-            .map_err(|e| self.session_failure(&e, cfg, &target))
+                Some(Ok(opened)) => opened,
+            };
+            match self.start_session(cfg, socket, &target, &hostname).await {
+                Ok(client) => return Ok(client),
+                Err(e) => {
+                    last.missing_database = matches!(&e, SessionError::Pg(pg)
+                        if pg.code() == Some(&SqlState::INVALID_CATALOG_NAME));
+                    last.failure = self.session_failure(&e, cfg, &target);
+                }
+            }
+        }
+        Err(last)
     }
 
     async fn start_session(
@@ -259,51 +263,54 @@ impl Connector {
         Ok(client)
     }
 
-    /// The first socket to a host of `cfg` that connects, in the URL's order (shuffled with
-    /// `load_balance_hosts=random`), with the host's name for TLS.
+    /// The first socket to a host of `cfg` that connects (for a cancel request).
     async fn open_socket(
         &self,
         cfg: &tokio_postgres::Config,
     ) -> Result<(Socket, String, String), ConnectFailure> {
-        let hosts = cfg.get_hosts();
-        let addrs = cfg.get_hostaddrs();
-        let count = hosts.len().max(addrs.len());
-        let mut order: Vec<usize> = (0..count).collect();
-        if cfg.get_load_balance_hosts() == LoadBalanceHosts::Random {
-            fastrand::shuffle(&mut order);
-        }
         let mut last = ConnectFailure("the URL names no host: check database.url".to_string());
-        for i in order {
-            let port = port_of(cfg, i);
-            let host = hosts.get(i);
-            let hostname = match host {
-                Some(Host::Tcp(name)) => name.clone(),
-                _ => String::new(),
-            };
-            let opened = match (addrs.get(i), host) {
-                (Some(ip), _) => {
-                    let target = format!("{ip}:{port}");
-                    self.tcp(SocketAddr::new(*ip, port), &target)
-                        .await
-                        .map(|s| (s, target))
-                }
-                (None, Some(Host::Tcp(name))) => self.tcp_by_name(name, port).await,
-                (None, Some(Host::Unix(dir))) => {
-                    let path = dir.join(format!(".s.PGSQL.{port}"));
-                    let target = path.display().to_string();
-                    UnixStream::connect(&path)
-                        .await
-                        .map(|s| (Either::Right(s), target.clone()))
-                        .map_err(|e| socket_failure(&target, &e))
-                }
-                (None, None) => continue,
-            };
-            match opened {
-                Ok((socket, target)) => return Ok((socket, target, hostname)),
-                Err(failure) => last = failure,
+        for i in host_order(cfg) {
+            match self.socket_to(cfg, i).await {
+                Some(Ok(opened)) => return Ok(opened),
+                Some(Err(failure)) => last = failure,
+                None => {}
             }
         }
         Err(last)
+    }
+
+    /// A socket to host `i` of `cfg` (its `hostaddr` when given), with where it goes (for
+    /// messages) and the host's name (for TLS); `None` when there is no host `i`.
+    async fn socket_to(
+        &self,
+        cfg: &tokio_postgres::Config,
+        i: usize,
+    ) -> Option<Result<(Socket, String, String), ConnectFailure>> {
+        let port = port_of(cfg, i);
+        let host = cfg.get_hosts().get(i);
+        let hostname = match host {
+            Some(Host::Tcp(name)) => name.clone(),
+            _ => String::new(),
+        };
+        let opened = match (cfg.get_hostaddrs().get(i), host) {
+            (Some(ip), _) => {
+                let target = format!("{ip}:{port}");
+                self.tcp(SocketAddr::new(*ip, port), &target)
+                    .await
+                    .map(|s| (s, target))
+            }
+            (None, Some(Host::Tcp(name))) => self.tcp_by_name(name, port).await,
+            (None, Some(Host::Unix(dir))) => {
+                let path = dir.join(format!(".s.PGSQL.{port}"));
+                let target = path.display().to_string();
+                UnixStream::connect(&path)
+                    .await
+                    .map(|s| (Either::Right(s), target.clone()))
+                    .map_err(|e| socket_failure(&target, &e))
+            }
+            (None, None) => return None,
+        };
+        Some(opened.map(|(socket, target)| (socket, target, hostname)))
     }
 
     async fn tcp_by_name(&self, name: &str, port: u16) -> Result<(Socket, String), ConnectFailure> {
@@ -419,7 +426,8 @@ impl Connector {
         } else if *code == SqlState::TOO_MANY_CONNECTIONS {
             format!(
                 "the server at {target} has no connection slot left: lower database.pool_size + \
-                 database.max_overflow, or raise the server's max_connections"
+                 database.max_overflow, or raise the server's max_connections (or the role's \
+                 CONNECTION LIMIT)"
             )
         } else if *code == SqlState::CANNOT_CONNECT_NOW {
             format!("the server at {target} is starting, stopping or recovering: wait for it")
@@ -446,6 +454,16 @@ fn tls_for(
 ) -> Result<<MakeRustlsConnect as MakeTlsConnect<Socket>>::TlsConnect, String> {
     MakeTlsConnect::<Socket>::make_tls_connect(&mut make.clone(), hostname)
         .map_err(|e| e.to_string())
+}
+
+/// The indices of `cfg`'s hosts in the order to try them.
+fn host_order(cfg: &tokio_postgres::Config) -> Vec<usize> {
+    let count = cfg.get_hosts().len().max(cfg.get_hostaddrs().len());
+    let mut order: Vec<usize> = (0..count).collect();
+    if cfg.get_load_balance_hosts() == LoadBalanceHosts::Random {
+        fastrand::shuffle(&mut order);
+    }
+    order
 }
 
 /// The port for host `i` of `cfg`: its own, else the one for all, else 5432.
@@ -508,19 +526,11 @@ impl From<tokio_postgres::Error> for SessionError {
     }
 }
 
-enum RawConnectError {
-    /// The server says the database does not exist (SQLSTATE 3D000).
-    Missing,
-    Failed(ConnectFailure),
-}
-
-impl std::fmt::Display for RawConnectError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            RawConnectError::Missing => f.write_str("the database does not exist"),
-            RawConnectError::Failed(failure) => failure.fmt(f),
-        }
-    }
+/// Why no session could be opened, and whether the server said the database does not exist
+/// (SQLSTATE 3D000).
+struct OpenFailure {
+    failure: ConnectFailure,
+    missing_database: bool,
 }
 
 /// No answer from `target` within `after`.

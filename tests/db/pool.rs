@@ -453,3 +453,41 @@ async fn overflow_connections_close_after_idle_timeout_while_pings_continue() {
         "and the pool still answers"
     );
 }
+
+#[test]
+fn idle_timeout_outside_one_second_to_one_day_is_refused_naming_the_range() {
+    let problems = |idle: Duration| {
+        let mut cfg = temu_sync::config::Config::default();
+        cfg.database.idle_timeout = idle;
+        cfg.validation_problems()
+            .into_iter()
+            .filter(|(key, _)| key == "database.idle_timeout")
+            .map(|(_, message)| message)
+            .collect::<Vec<_>>()
+    };
+    assert!(
+        problems(Duration::from_secs(600)).is_empty(),
+        "the default is valid"
+    );
+    assert!(problems(Duration::from_secs(1)).is_empty());
+    assert!(problems(Duration::from_secs(86_400)).is_empty());
+    for bad in [
+        Duration::ZERO,
+        Duration::from_millis(999),
+        Duration::from_secs(86_401),
+    ] {
+        let found = problems(bad);
+        assert!(
+            found.len() == 1 && found[0].contains("expected 1s to 1d"),
+            "{bad:?}: {found:?}"
+        );
+    }
+    assert_eq!(
+        temu_sync::db::reaper_period(Duration::from_secs(600)),
+        Duration::from_secs(30)
+    );
+    assert_eq!(
+        temu_sync::db::reaper_period(Duration::from_secs(1)),
+        Duration::from_millis(250)
+    );
+}
