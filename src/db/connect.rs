@@ -472,15 +472,16 @@ fn port_of(cfg: &tokio_postgres::Config, i: usize) -> u16 {
     ports.get(i).or(ports.first()).copied().unwrap_or(5432)
 }
 
-/// Drives a session's connection until its client is dropped or the socket closes.
-fn drive<S, T>(connection: tokio_postgres::Connection<S, T>)
+/// Drives a session's connection until its client is dropped or the socket closes. Notices and
+/// notifications are dropped, as diesel-async's own driver does.
+fn drive<S, T>(mut connection: tokio_postgres::Connection<S, T>)
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     tokio::spawn(async move {
-        // An error here is the session ending; its queries report it to their callers.
-        let _ = connection.await;
+        // An error ends the session; its queries report it to their callers.
+        while let Some(Ok(_)) = std::future::poll_fn(|cx| connection.poll_message(cx)).await {}
     });
 }
 

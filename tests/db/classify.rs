@@ -33,7 +33,8 @@ fn pool(url: String, tweak: impl FnOnce(&mut DatabaseConfig)) -> Database {
 }
 
 /// `sql` through the pool, in a transaction of its own: the error as the sync engine sees it.
-async fn run(db: &Database, sql: &'static str) -> Result<(), DbError> {
+async fn run(db: &Database, sql: impl Into<String>) -> Result<(), DbError> {
+    let sql = sql.into();
     db.transaction::<_, DbError, _>("classify", Duration::from_secs(15), |conn| {
         Box::pin(async move {
             diesel::sql_query(sql).execute(conn).await?;
@@ -41,6 +42,13 @@ async fn run(db: &Database, sql: &'static str) -> Result<(), DbError> {
         })
     })
     .await
+}
+
+/// The error of a statement the server answers with `sqlstate` and `text` (`RAISE … USING
+/// ERRCODE`): a real server error whose words we choose.
+async fn raised(db: &Database, sqlstate: &str, text: &str) -> DbError {
+    let sql = format!("DO $$ BEGIN RAISE EXCEPTION '{text}' USING ERRCODE = '{sqlstate}'; END $$");
+    run(db, sql).await.expect_err("raised")
 }
 
 /// `sql` on a plain tokio-postgres session to `url`: the server's own message and SQLSTATE.
@@ -203,55 +211,33 @@ async fn the_sqlstate_decides_not_the_message_text() {
     let db = pool(test_db.url(), |_| {});
 
     // A statement timeout worded in German (as a server with lc_messages = 'de_DE' words it).
-    let err = run(
+    let err = raised(
         &db,
-        "DO $$ BEGIN RAISE EXCEPTION 'storniere Anfrage wegen Zeitüberschreitung der Anweisung' \
-         USING ERRCODE = '57014'; END $$",
+        "57014",
+        "storniere Anfrage wegen Zeitüberschreitung der Anweisung",
     )
-    .await
-    .expect_err("raised");
+    .await;
     assert!(matches!(err, DbError::StatementTimeout(_)), "{err:?}");
     assert_eq!(SyncError::Db(err).kind(), FailureKind::Retry);
 
-    // The English words of a statement timeout, sent with the code of a missing privilege.
-    let err = run(
-        &db,
-        "DO $$ BEGIN RAISE EXCEPTION 'canceling statement due to statement timeout' \
-         USING ERRCODE = '42501'; END $$",
-    )
-    .await
-    .expect_err("raised");
-    assert_parks(
-        err,
-        "42501",
-        "canceling statement due to statement timeout",
-        "GRANT",
-    );
+    // The English words of a statement timeout, sent with the code of a missing privilege; disk
+    // full, whatever the words.
+    for (code, text, hint) in [
+        (
+            "42501",
+            "canceling statement due to statement timeout",
+            "GRANT",
+        ),
+        ("53100", "kein Platz mehr auf dem Gerät", "disk is full"),
+    ] {
+        assert_parks(raised(&db, code, text).await, code, text, hint);
+    }
 
     // A deadlock in French is retried.
-    let err = run(
-        &db,
-        "DO $$ BEGIN RAISE EXCEPTION 'interblocage détecté' USING ERRCODE = '40P01'; END $$",
-    )
-    .await
-    .expect_err("raised");
+    let err = raised(&db, "40P01", "interblocage détecté").await;
     assert_eq!(err.sqlstate(), Some("40P01"));
     assert!(err.is_transient());
     assert_eq!(SyncError::Db(err).kind(), FailureKind::Retry);
-
-    // Disk full, whatever the words.
-    let err = run(
-        &db,
-        "DO $$ BEGIN RAISE EXCEPTION 'kein Platz mehr auf dem Gerät' USING ERRCODE = '53100'; END $$",
-    )
-    .await
-    .expect_err("raised");
-    assert_parks(
-        err,
-        "53100",
-        "kein Platz mehr auf dem Gerät",
-        "disk is full",
-    );
 }
 
 /// When the machine has a second locale for the server's messages, a real statement timeout in
@@ -287,12 +273,11 @@ async fn a_statement_timeout_in_another_language_is_retried() {
     let db = pool(test_db.url(), |c| {
         c.statement_timeout = Duration::from_millis(200)
     });
-    let sql: &'static str =
-        Box::leak(format!("SET lc_messages = '{locale}'; SELECT pg_sleep(5)").into_boxed_str());
+    let sql = format!("SET lc_messages = '{locale}'; SELECT pg_sleep(5)");
     let err = db
         .transaction::<_, DbError, _>("locale", Duration::from_secs(15), |conn| {
             Box::pin(async move {
-                diesel_async::SimpleAsyncConnection::batch_execute(conn, sql).await?;
+                diesel_async::SimpleAsyncConnection::batch_execute(conn, &sql).await?;
                 Ok(())
             })
         })

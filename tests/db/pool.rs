@@ -324,6 +324,26 @@ async fn ping_fails_fast_when_refused_and_within_deadline_when_blackholed() {
     assert!(recovered, "the pool reconnects once the database is back");
 }
 
+/// A database actor on `db`, publishing into a fresh health snapshot.
+pub(crate) async fn start_db_actor(
+    db: &Database,
+) -> (
+    Health,
+    ractor::ActorRef<temu_sync::db::DbMsg>,
+    ractor::concurrency::JoinHandle<()>,
+) {
+    let health = Health::new("test");
+    let args = DbActorArgs {
+        db: db.clone(),
+        health: health.clone(),
+        instance: Instance::current(),
+    };
+    let (actor, join) = ractor::Actor::spawn(None, DbActor, args)
+        .await
+        .expect("the database actor starts");
+    (health, actor, join)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn db_actor_reports_down_at_boot_then_recovers_by_itself() {
     let test_db = TestDatabase::reserve("actor").unwrap();
@@ -331,13 +351,7 @@ async fn db_actor_reports_down_at_boot_then_recovers_by_itself() {
         .await
         .unwrap();
     let db = Database::new(config(test_db.url_via(Some(proxy.addr())))).unwrap();
-    let health = Health::new("test");
-    let args = DbActorArgs {
-        db: db.clone(),
-        health: health.clone(),
-        instance: Instance::current(),
-    };
-    let (actor, join) = ractor::Actor::spawn(None, DbActor, args).await.unwrap();
+    let (health, actor, join) = start_db_actor(&db).await;
 
     let reported_down = eventually(Duration::from_secs(10), || {
         let h = health.db();

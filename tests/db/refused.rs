@@ -5,8 +5,7 @@
 use std::time::{Duration, Instant};
 
 use temu_sync::config::DatabaseConfig;
-use temu_sync::db::{Database, DbActor, DbActorArgs, DbError, Instance};
-use temu_sync::health::Health;
+use temu_sync::db::{Database, DbError};
 use temu_sync::testkit::{eventually, free_port, TestDatabase};
 
 /// A long `pool_timeout`, so waiting it out cannot pass for failing fast.
@@ -94,13 +93,7 @@ async fn a_missing_database_fails_a_checkout_fast_naming_it() {
 async fn health_names_a_refused_database_for_as_long_as_it_lasts() {
     let (url, target) = closed_port_url();
     let db = Database::new(config(url)).unwrap();
-    let health = Health::new("test");
-    let args = DbActorArgs {
-        db: db.clone(),
-        health: health.clone(),
-        instance: Instance::current(),
-    };
-    let (actor, join) = ractor::Actor::spawn(None, DbActor, args).await.unwrap();
+    let (health, actor, join) = super::pool::start_db_actor(&db).await;
 
     let output = || {
         let report = health.report();
