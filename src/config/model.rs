@@ -96,6 +96,10 @@ pub struct DatabaseConfig {
     /// A connection older than this is closed and replaced (seed: 1 h).
     #[serde(with = "super::duration")]
     pub pool_recycle: Duration,
+    /// A connection unused this long is closed; the pool opens new ones up to `pool_size`
+    /// (1 s to 1 d; default 10 min).
+    #[serde(with = "super::duration")]
+    pub idle_timeout: Duration,
     /// Deadline for opening one connection (seed: 10 s).
     #[serde(with = "super::duration")]
     pub connect_timeout: Duration,
@@ -142,6 +146,7 @@ impl Default for DatabaseConfig {
             max_overflow: 20,
             pool_timeout: Duration::from_secs(30),
             pool_recycle: Duration::from_secs(3600),
+            idle_timeout: Duration::from_secs(600),
             connect_timeout: Duration::from_secs(10),
             statement_timeout: Duration::from_secs(30),
             lock_timeout: Duration::from_secs(10),

@@ -93,6 +93,7 @@ impl Config {
         }
         positive(p, "database.pool_timeout", d.pool_timeout);
         positive(p, "database.pool_recycle", d.pool_recycle);
+        check_idle_timeout(p, d.idle_timeout);
         positive(p, "database.connect_timeout", d.connect_timeout);
         positive(p, "database.statement_timeout", d.statement_timeout);
         positive(p, "database.lock_timeout", d.lock_timeout);
@@ -419,6 +420,21 @@ fn check_name(p: &mut Problems, key: &str, name: &str) {
         p.push((
             key.to_string(),
             format!("invalid name {name:?}: expected letters, digits, `-` and `_` only"),
+        ));
+    }
+}
+
+/// `database.idle_timeout`: 1 s to 1 day (the pool's reaper runs every quarter of it, at least
+/// every 250 ms).
+fn check_idle_timeout(p: &mut Problems, d: Duration) {
+    let (min, max) = (Duration::from_secs(1), Duration::from_secs(86_400));
+    if d < min || d > max {
+        p.push((
+            "database.idle_timeout".to_string(),
+            format!(
+                "{} is out of range: expected 1s to 1d",
+                super::duration::format(d)
+            ),
         ));
     }
 }

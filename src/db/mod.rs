@@ -4,8 +4,9 @@
 //! [`Database::checkout`] / [`Database::transaction`], one checkout per unit of work.
 //! The [`DbActor`] builds the pool, creates the database and applies migrations (retrying with
 //! backoff while the database is down), pings on an interval and publishes reachability, latency
-//! and pool counters into the health snapshot. Must not: block its mailbox on the database — slow
-//! work runs in tasks that report back by message.
+//! and pool counters into the health snapshot. Errors are classified by SQLSTATE (`sqlstate.rs`),
+//! recovered from the wire where diesel drops it (`wire.rs`). Must not: block its mailbox on the
+//! database — slow work runs in tasks that report back by message.
 
 mod actor;
 mod connect;
@@ -13,9 +14,11 @@ mod error;
 pub mod migrate;
 mod pool;
 pub mod schema;
+pub mod sqlstate;
 mod tls;
+pub mod wire;
 
 pub use actor::{DbActor, DbActorArgs, DbMsg, Instance};
-pub use connect::{describe_pg_error, Connector};
+pub use connect::{describe_pg_error, ConnectFailure, Connector};
 pub use error::DbError;
-pub use pool::{Checkout, Database, PgPool};
+pub use pool::{reaper_period, Checkout, Database, PgPool};

@@ -2,7 +2,10 @@
 //! transaction helper every unit of work goes through.
 //!
 //! Owns: the pool (built by the database actor and swapped in on a restart), checkout accounting
-//! (checkouts, returns, timeouts, connections held past the leak threshold) and
+//! (checkouts, returns, timeouts, connections held past the leak threshold), the pool's last
+//! failure to open a connection (so a checkout while the database is down fails at once with the
+//! real cause instead of waiting out `pool_timeout`), the idle policy (most recently used first,
+//! so connections beyond what the work needs go idle and close after `idle_timeout`) and
 //! [`Database::transaction`]. Must not: hold a connection beyond one unit of work, or keep a
 //! connection whose transaction was interrupted (invariant 5).
 
@@ -12,13 +15,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bb8::{ErrorSink, PooledConnection, RunError};
+use bb8::{ErrorSink, PooledConnection, QueueStrategy, RunError};
 use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig, PoolError};
 use diesel_async::{AsyncConnection, AsyncPgConnection};
 use futures_util::future::BoxFuture;
 use parking_lot::{Mutex, RwLock};
 
-use super::connect::Connector;
+use super::connect::{ConnectFailure, Connector};
 use super::DbError;
 use crate::config::DatabaseConfig;
 use crate::health::PoolStats;
@@ -27,8 +30,12 @@ use crate::metrics::Metrics;
 pub type Manager = AsyncDieselConnectionManager<AsyncPgConnection>;
 pub type PgPool = bb8::Pool<Manager>;
 
-/// Idle connections above `pool_size` are closed after this long.
-const IDLE_TIMEOUT: Duration = Duration::from_secs(600);
+/// How often bb8 closes connections idle past `idle_timeout` (and past `pool_recycle`): a quarter
+/// of `idle_timeout`, between 250 ms and bb8's default of 30 s. After a burst the pool is back
+/// to `pool_size` within `idle_timeout` + this.
+pub fn reaper_period(idle_timeout: Duration) -> Duration {
+    (idle_timeout / 4).clamp(Duration::from_millis(250), Duration::from_secs(30))
+}
 
 /// Cheap-to-clone handle on the database, shared by every component that needs a connection.
 #[derive(Clone)]
@@ -41,6 +48,7 @@ struct Inner {
     connector: Connector,
     pool: RwLock<Option<PgPool>>,
     counters: Arc<Counters>,
+    connects: Arc<Connects>,
     /// Where checkout waits are recorded ([`Database::observed`]; none for CLI commands).
     metrics: Option<Metrics>,
 }
@@ -63,6 +71,54 @@ struct Held {
     warned: bool,
 }
 
+/// The pool's attempts to open connections: the cause of the last failure (cleared by a
+/// success), and a signal that wakes checkouts waiting on an attempt. The cause is noted where
+/// the connection is opened; the signal is sent from the error sink, which bb8 calls only after
+/// it has written the attempt off, so a checkout woken by it and retrying starts an attempt of
+/// its own.
+struct Connects {
+    last_failure: Mutex<Option<(Instant, String)>>,
+    failed: tokio::sync::watch::Sender<u64>,
+}
+
+impl Default for Connects {
+    fn default() -> Self {
+        Self {
+            last_failure: Mutex::new(None),
+            failed: tokio::sync::watch::Sender::new(0),
+        }
+    }
+}
+
+impl Connects {
+    fn succeeded(&self) {
+        *self.last_failure.lock() = None;
+    }
+
+    fn failed(&self, failure: &ConnectFailure) {
+        *self.last_failure.lock() = Some((Instant::now(), failure.to_string()));
+    }
+
+    /// Wakes the checkouts waiting on an attempt: one failed.
+    fn signal_failure(&self) {
+        self.failed.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// The cause of the last failed attempt, unless one succeeded since.
+    fn cause(&self) -> Option<String> {
+        self.last_failure.lock().as_ref().map(|(_, c)| c.clone())
+    }
+
+    /// [`Connects::cause`], when that attempt failed at or after `since`.
+    fn cause_since(&self, since: Instant) -> Option<String> {
+        self.last_failure
+            .lock()
+            .as_ref()
+            .filter(|(at, _)| *at >= since)
+            .map(|(_, c)| c.clone())
+    }
+}
+
 impl std::fmt::Debug for Database {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Database")
@@ -71,14 +127,24 @@ impl std::fmt::Debug for Database {
     }
 }
 
-/// Logs connection errors raised while the pool opens connections in the background.
-#[derive(Debug, Clone)]
-struct LogSink(Arc<Counters>);
+/// Logs connection errors raised while the pool opens connections in the background, and wakes
+/// the checkouts waiting on a connection that will not come.
+#[derive(Clone)]
+struct LogSink(Arc<Counters>, Arc<Connects>);
+
+impl std::fmt::Debug for LogSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LogSink")
+    }
+}
 
 impl ErrorSink<PoolError> for LogSink {
     fn sink(&self, error: PoolError) {
         self.0.connect_errors.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(error = %error, "database pool could not open a connection");
+        if matches!(error, PoolError::ConnectionError(_)) {
+            self.1.signal_failure();
+        }
     }
 
     fn boxed_clone(&self) -> Box<dyn ErrorSink<PoolError>> {
@@ -111,6 +177,7 @@ impl Database {
                 connector,
                 pool: RwLock::new(None),
                 counters: Arc::default(),
+                connects: Arc::default(),
                 metrics,
             }),
         })
@@ -129,10 +196,23 @@ impl Database {
     pub fn rebuild_pool(&self) {
         let cfg = &self.inner.config;
         let connector = self.inner.connector.clone();
+        let connects = self.inner.connects.clone();
         let mut manager_config = ManagerConfig::<AsyncPgConnection>::default();
         manager_config.custom_setup = Box::new(move |_url| {
             let connector = connector.clone();
-            Box::pin(async move { connector.connect().await })
+            let connects = connects.clone();
+            Box::pin(async move {
+                match connector.open_session().await {
+                    Ok(conn) => {
+                        connects.succeeded();
+                        Ok(conn)
+                    }
+                    Err(failure) => {
+                        connects.failed(&failure);
+                        Err(failure.into())
+                    }
+                }
+            })
         });
         // The URL argument is unused: custom_setup connects with the prepared config.
         let manager = Manager::new_with_config(String::new(), manager_config);
@@ -141,13 +221,21 @@ impl Database {
             .min_idle(Some(cfg.pool_size))
             .connection_timeout(cfg.pool_timeout)
             .max_lifetime(Some(cfg.pool_recycle))
-            .idle_timeout(Some(IDLE_TIMEOUT))
+            .idle_timeout(Some(cfg.idle_timeout))
+            .reaper_rate(reaper_period(cfg.idle_timeout))
+            // The most recently returned connection is lent first, so light work (the pings)
+            // keeps reusing the same few and the rest really go idle and close; in bb8's default
+            // FIFO order every ping would touch every connection and none would ever be idle.
+            .queue_strategy(QueueStrategy::Lifo)
             // Verified recycling: `SELECT 1` on every checkout (the seed's pool_pre_ping).
             .test_on_check_out(true)
-            // Fail a checkout at once with the real reason when the server refuses connections,
-            // rather than retrying silently until pool_timeout.
+            // A failed connect is not retried inside bb8 (its errors never reach the caller);
+            // `checkout` watches `Connects` and fails with the real reason instead.
             .retry_connection(false)
-            .error_sink(Box::new(LogSink(self.inner.counters.clone())))
+            .error_sink(Box::new(LogSink(
+                self.inner.counters.clone(),
+                self.inner.connects.clone(),
+            )))
             .build_unchecked(manager);
         *self.inner.pool.write() = Some(pool);
     }
@@ -162,27 +250,42 @@ impl Database {
 
     /// Takes a connection from the pool for one unit of work, waiting at most `pool_timeout`.
     ///
-    /// `label` names the work in leak warnings.
+    /// While the pool has no connection and an attempt to open one fails, the checkout fails at
+    /// once with that attempt's cause (refused, authentication, missing database, …: within
+    /// about `connect_timeout`, not `pool_timeout`). When it times out after a failed attempt,
+    /// it names that cause too. `label` names the work in leak warnings.
     pub async fn checkout(&self, label: &'static str) -> Result<Checkout, DbError> {
         let pool = self.pool()?;
         let wait = self.inner.config.pool_timeout;
-        // bb8 enforces connection_timeout itself; the outer deadline guards against a connect
-        // that ignores it.
+        // Subscribed before asking, so the failure of the attempt this checkout starts is seen.
+        let mut failures = self.inner.connects.failed.subscribe();
         let waiting_since = Instant::now();
         let got = {
             let _waiting = WaitingGuard::enter(&self.inner.counters.waiting);
-            tokio::time::timeout(wait + Duration::from_secs(1), pool.get_owned()).await
+            // bb8 enforces connection_timeout itself; the outer deadline guards against a
+            // connect that ignores it.
+            let get = tokio::time::timeout(wait + Duration::from_secs(1), pool.get_owned());
+            tokio::select! {
+                got = get => Ok(got),
+                cause = self.connect_failed_while_empty(&pool, &mut failures) => Err(cause),
+            }
         };
         if let Some(metrics) = &self.inner.metrics {
             metrics.record_checkout_wait(waiting_since.elapsed());
         }
         let conn = match got {
-            Ok(Ok(conn)) => conn,
-            Ok(Err(RunError::TimedOut)) | Err(_) => {
+            Err(cause) => return Err(DbError::Unavailable(cause)),
+            Ok(Ok(Ok(conn))) => conn,
+            Ok(Ok(Err(RunError::TimedOut)) | Err(_)) => {
                 self.inner.counters.timeouts.fetch_add(1, Ordering::Relaxed);
-                return Err(DbError::PoolTimeout(wait));
+                return Err(match self.inner.connects.cause_since(waiting_since) {
+                    Some(cause) => DbError::Unavailable(format!(
+                        "{cause} (and no connection came free within {wait:?})"
+                    )),
+                    None => DbError::PoolTimeout(wait),
+                });
             }
-            Ok(Err(RunError::User(e))) => {
+            Ok(Ok(Err(RunError::User(e)))) => {
                 return Err(match e {
                     PoolError::ConnectionError(c) => DbError::Unavailable(c.to_string()),
                     PoolError::QueryError(q) => {
@@ -207,6 +310,25 @@ impl Database {
             id,
             counters: counters.clone(),
         })
+    }
+
+    /// Resolves with the cause when an attempt to open a connection fails while the pool has
+    /// none open (nothing can come back to a waiting checkout); never otherwise.
+    async fn connect_failed_while_empty(
+        &self,
+        pool: &PgPool,
+        failures: &mut tokio::sync::watch::Receiver<u64>,
+    ) -> String {
+        loop {
+            if failures.changed().await.is_err() {
+                return std::future::pending().await;
+            }
+            if pool.state().connections == 0 {
+                if let Some(cause) = self.inner.connects.cause() {
+                    return cause;
+                }
+            }
+        }
     }
 
     /// Runs `work` in one transaction on a fresh checkout, within `deadline`.
@@ -270,9 +392,12 @@ impl Database {
         match tokio::time::timeout(deadline, probe).await {
             Ok(Ok(())) => Ok(started.elapsed()),
             Ok(Err(e)) => Err(e),
-            Err(_) => Err(DbError::Unavailable(format!(
-                "no answer to a ping within {deadline:?}"
-            ))),
+            Err(_) => Err(DbError::Unavailable(match self.inner.connects.cause() {
+                Some(cause) => format!(
+                    "no answer to a ping within {deadline:?}; the last attempt to connect: {cause}"
+                ),
+                None => format!("no answer to a ping within {deadline:?}"),
+            })),
         }
     }
 

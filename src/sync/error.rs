@@ -44,6 +44,9 @@ impl SyncError {
                     FailureKind::Retry
                 }
             },
+            // By SQLSTATE: the server refusing the work itself (privilege, missing table, read-only,
+            // disk full, constraint) parks; outages, timeouts, deadlocks, … retry.
+            SyncError::Db(e) if !e.is_transient() => FailureKind::Park,
             SyncError::Db(_) | SyncError::Record(_) | SyncError::Panicked { .. } => {
                 FailureKind::Retry
             }
@@ -62,12 +65,26 @@ impl SyncError {
                 ErrorClass::Fatal => "temu_fatal",
                 ErrorClass::Decode => "temu_decode",
             },
+            SyncError::Db(e) if !e.is_transient() => "database_fatal",
             SyncError::Db(_) => "database",
             SyncError::Record(_) => "record",
             SyncError::LeaseLost => "lease_lost",
             SyncError::TaskTimeout(_) => "task_timeout",
             SyncError::Cancelled(_) => "cancelled",
             SyncError::Panicked { .. } => "panic",
+        }
+    }
+}
+
+impl SyncError {
+    /// When a parked stream may be tried again by itself: a database error the server may stop
+    /// giving once its cause clears without a restart (a privilege granted, space freed,
+    /// read-only turned off, a table restored) → after `sync.retry_backoff_max`, as a probe.
+    /// `None` for everything else (a parked Temu error waits for a trigger or a restart).
+    pub fn probe_after(&self, config: &crate::config::SyncConfig) -> Option<std::time::Duration> {
+        match self {
+            SyncError::Db(e) if !e.is_transient() => Some(config.retry_backoff_max),
+            _ => None,
         }
     }
 }

@@ -1,6 +1,8 @@
 //! The database pool, the transaction helper and the database actor, against the real local
 //! PostgreSQL (each test in a database of its own).
 
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use diesel_async::RunQueryDsl;
@@ -322,6 +324,26 @@ async fn ping_fails_fast_when_refused_and_within_deadline_when_blackholed() {
     assert!(recovered, "the pool reconnects once the database is back");
 }
 
+/// A database actor on `db`, publishing into a fresh health snapshot.
+pub(crate) async fn start_db_actor(
+    db: &Database,
+) -> (
+    Health,
+    ractor::ActorRef<temu_sync::db::DbMsg>,
+    ractor::concurrency::JoinHandle<()>,
+) {
+    let health = Health::new("test");
+    let args = DbActorArgs {
+        db: db.clone(),
+        health: health.clone(),
+        instance: Instance::current(),
+    };
+    let (actor, join) = ractor::Actor::spawn(None, DbActor, args)
+        .await
+        .expect("the database actor starts");
+    (health, actor, join)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn db_actor_reports_down_at_boot_then_recovers_by_itself() {
     let test_db = TestDatabase::reserve("actor").unwrap();
@@ -329,13 +351,7 @@ async fn db_actor_reports_down_at_boot_then_recovers_by_itself() {
         .await
         .unwrap();
     let db = Database::new(config(test_db.url_via(Some(proxy.addr())))).unwrap();
-    let health = Health::new("test");
-    let args = DbActorArgs {
-        db: db.clone(),
-        health: health.clone(),
-        instance: Instance::current(),
-    };
-    let (actor, join) = ractor::Actor::spawn(None, DbActor, args).await.unwrap();
+    let (health, actor, join) = start_db_actor(&db).await;
 
     let reported_down = eventually(Duration::from_secs(10), || {
         let h = health.db();
@@ -363,4 +379,129 @@ async fn db_actor_reports_down_at_boot_then_recovers_by_itself() {
 
     actor.stop(None);
     let _ = tokio::time::timeout(Duration::from_secs(5), join).await;
+}
+
+/// Sessions of `test_db` on the server, counted on a session of its own outside the pool.
+async fn server_sessions(test_db: &TestDatabase) -> i64 {
+    let (client, conn) = tokio_postgres::connect(&test_db.url(), tokio_postgres::NoTls)
+        .await
+        .expect("admin session");
+    tokio::spawn(conn);
+    client
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+             AND application_name = 'temu-sync'",
+            &[],
+        )
+        .await
+        .expect("count sessions")
+        .get(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overflow_connections_close_after_idle_timeout_while_pings_continue() {
+    let test_db = TestDatabase::create("idle_timeout").await.unwrap();
+    let db = pool_for(&test_db, |c| {
+        c.pool_size = 1;
+        c.max_overflow = 3;
+        c.idle_timeout = Duration::from_secs(1);
+    })
+    .await;
+
+    // A burst: every connection the pool may open, at once.
+    let mut burst = Vec::new();
+    for _ in 0..4 {
+        burst.push(db.checkout("burst").await.expect("burst checkout"));
+    }
+    assert_eq!(db.stats().size, 4);
+    assert_eq!(server_sessions(&test_db).await, 4);
+    drop(burst);
+
+    // The daemon's pings go on meanwhile (the database actor's, every 100 ms here).
+    let pings_ok = Arc::new(AtomicU32::new(0));
+    let pinger = {
+        let (db, pings_ok) = (db.clone(), pings_ok.clone());
+        tokio::spawn(async move {
+            loop {
+                if db
+                    .check_database_connection(Duration::from_secs(2))
+                    .await
+                    .is_ok()
+                {
+                    pings_ok.fetch_add(1, Ordering::Relaxed);
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+    };
+
+    // idle_timeout (1 s) + one reaper period (250 ms), generously on a loaded machine.
+    let shrunk = eventually(Duration::from_secs(15), || {
+        let size = db.stats().size;
+        async move { size <= 1 }
+    })
+    .await;
+    assert!(
+        shrunk,
+        "the pool is back to pool_size after the burst: {:?}",
+        db.stats()
+    );
+    let on_server = eventually(Duration::from_secs(5), || async {
+        server_sessions(&test_db).await <= 1
+    })
+    .await;
+    assert!(
+        on_server,
+        "the server agrees: {} sessions",
+        server_sessions(&test_db).await
+    );
+    pinger.abort();
+    assert!(
+        AtomicU32::load(&pings_ok, Ordering::Relaxed) >= 5,
+        "pings kept going and passing"
+    );
+    assert!(
+        db.check_database_connection(Duration::from_secs(2))
+            .await
+            .is_ok(),
+        "and the pool still answers"
+    );
+}
+
+#[test]
+fn idle_timeout_outside_one_second_to_one_day_is_refused_naming_the_range() {
+    let problems = |idle: Duration| {
+        let mut cfg = temu_sync::config::Config::default();
+        cfg.database.idle_timeout = idle;
+        cfg.validation_problems()
+            .into_iter()
+            .filter(|(key, _)| key == "database.idle_timeout")
+            .map(|(_, message)| message)
+            .collect::<Vec<_>>()
+    };
+    assert!(
+        problems(Duration::from_secs(600)).is_empty(),
+        "the default is valid"
+    );
+    assert!(problems(Duration::from_secs(1)).is_empty());
+    assert!(problems(Duration::from_secs(86_400)).is_empty());
+    for bad in [
+        Duration::ZERO,
+        Duration::from_millis(999),
+        Duration::from_secs(86_401),
+    ] {
+        let found = problems(bad);
+        assert!(
+            found.len() == 1 && found[0].contains("expected 1s to 1d"),
+            "{bad:?}: {found:?}"
+        );
+    }
+    assert_eq!(
+        temu_sync::db::reaper_period(Duration::from_secs(600)),
+        Duration::from_secs(30)
+    );
+    assert_eq!(
+        temu_sync::db::reaper_period(Duration::from_secs(1)),
+        Duration::from_millis(250)
+    );
 }
