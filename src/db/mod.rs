@@ -14,11 +14,13 @@ mod error;
 pub mod migrate;
 mod pool;
 pub mod schema;
+mod session;
 pub mod sqlstate;
 mod tls;
 pub mod wire;
 
 pub use actor::{DbActor, DbActorArgs, DbMsg, Instance};
-pub use connect::{describe_pg_error, ConnectFailure, Connector};
+pub use connect::{ConnectFailure, Connector};
 pub use error::DbError;
 pub use pool::{reaper_period, Checkout, Database, PgPool};
+pub use session::describe_pg_error;
