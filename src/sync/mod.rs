@@ -15,16 +15,16 @@ pub mod board;
 pub mod control;
 mod deps;
 mod error;
+mod policy;
 pub mod progress;
 pub mod run;
 pub mod streams;
 pub mod walk;
 pub mod window;
 
-pub use actor::{
-    actor_name, next_step, NextStep, SyncActor, SyncActorArgs, SyncMsg, TriggerOutcome,
-};
+pub use actor::{actor_name, SyncActor, SyncActorArgs, SyncMsg, TriggerOutcome};
 pub use board::{StreamState, StreamView, SyncBoard};
 pub use control::SyncControl;
 pub use deps::SyncDeps;
 pub use error::{FailureKind, SyncError};
+pub use policy::{next_step, NextStep};
