@@ -38,10 +38,6 @@ impl Shutdown {
         self.token.child_token()
     }
 
-    pub fn is_stopping(&self) -> bool {
-        self.token.is_cancelled()
-    }
-
     /// Resolves when the daemon starts stopping.
     pub async fn stopping(&self) {
         self.token.cancelled().await

@@ -58,9 +58,6 @@ pub use state::{
 };
 pub use status::{stream_status, RunSummary, StreamStatus};
 
-/// The streams a shop is synced by; `sync_state.stream` and `sync_runs.stream` accept only these.
-pub const STREAMS: [&str; 3] = ["orders", "products", "aftersales"];
-
 /// What an upsert did with a batch. `inserted + updated + unchanged` is the batch's length.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Upserted {

@@ -76,19 +76,6 @@ impl SyncError {
     }
 }
 
-impl SyncError {
-    /// When a parked stream may be tried again by itself: a database error the server may stop
-    /// giving once its cause clears without a restart (a privilege granted, space freed,
-    /// read-only turned off, a table restored) → after `sync.retry_backoff_max`, as a probe.
-    /// `None` for everything else (a parked Temu error waits for a trigger or a restart).
-    pub fn probe_after(&self, config: &crate::config::SyncConfig) -> Option<std::time::Duration> {
-        match self {
-            SyncError::Db(e) if !e.is_transient() => Some(config.retry_backoff_max),
-            _ => None,
-        }
-    }
-}
-
 impl From<diesel::result::Error> for SyncError {
     fn from(e: diesel::result::Error) -> Self {
         SyncError::Db(DbError::from(e))

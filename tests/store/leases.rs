@@ -6,8 +6,9 @@
 
 use std::time::Duration;
 
+use temu_sync::config::Stream;
 use temu_sync::db::{Database, DbError};
-use temu_sync::store::{self, *};
+use temu_sync::store::*;
 
 use crate::fixtures::{count, database, order, ts, TTL};
 
@@ -19,7 +20,7 @@ async fn one_of_two_contending_owners_gets_the_lease() {
         ensure_shop(&mut conn, "us-main", "us").await.unwrap()
     };
     // Both at once, each on its own connection, many times over fresh streams.
-    for stream in store::STREAMS {
+    for stream in Stream::ALL.map(Stream::as_str) {
         let (a, b) = tokio::join!(
             async {
                 let mut c = db.checkout("a").await.unwrap();

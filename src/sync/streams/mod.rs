@@ -43,7 +43,6 @@ pub use products::Products;
 pub trait StreamSpec: Send + Sync + 'static {
     /// The stored record; its [`Keyed`] impl is the natural key the walk de-duplicates by.
     type Record: Keyed + Send + 'static;
-    const STREAM: Stream;
     const WINDOW: WindowKind;
 
     /// The stream's interval key in `sync.intervals`.
@@ -89,11 +88,6 @@ pub fn body(stream: Stream) -> Arc<dyn RunBody> {
 /// The window kind of `stream`.
 pub fn window_kind(stream: Stream) -> WindowKind {
     body(stream).window_kind()
-}
-
-/// The interval of `stream` in `config.intervals`.
-pub fn interval(stream: Stream, config: &SyncConfig) -> Duration {
-    body(stream).interval(config)
 }
 
 /// A table entry as the run protocol sees it.

@@ -7,7 +7,7 @@ use diesel_async::AsyncPgConnection;
 use futures_util::future::BoxFuture;
 
 use super::{page_of, StreamSpec, WindowKind};
-use crate::config::{Stream, SyncConfig};
+use crate::config::SyncConfig;
 use crate::store::{self, OrderRecord, Upserted};
 use crate::sync::walk::{Keyed, Page, PAGE_SIZE};
 use crate::sync::window::Window;
@@ -28,7 +28,6 @@ impl Keyed for OrderRecord {
 
 impl StreamSpec for Orders {
     type Record = OrderRecord;
-    const STREAM: Stream = Stream::Orders;
     const WINDOW: WindowKind = WindowKind::UpdateTime;
 
     fn interval(config: &SyncConfig) -> Duration {

@@ -8,7 +8,7 @@ use diesel_async::AsyncPgConnection;
 use futures_util::future::BoxFuture;
 
 use super::{page_of, StreamSpec, WindowKind};
-use crate::config::{Stream, SyncConfig};
+use crate::config::SyncConfig;
 use crate::store::{self, ProductRecord, Upserted};
 use crate::sync::walk::{Keyed, Page, PAGE_SIZE};
 use crate::sync::window::Window;
@@ -32,7 +32,6 @@ impl Keyed for ProductRecord {
 
 impl StreamSpec for Products {
     type Record = ProductRecord;
-    const STREAM: Stream = Stream::Products;
     const WINDOW: WindowKind = WindowKind::FullSweep;
 
     fn interval(config: &SyncConfig) -> Duration {
