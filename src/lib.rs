@@ -5,6 +5,7 @@
 //! `docs/ARCHITECTURE.md` is the code map.
 
 pub mod app;
+pub mod audit;
 pub mod config;
 pub mod db;
 pub mod health;

@@ -347,6 +347,13 @@ pub struct SyncConfig {
     /// `/health` warns for a stream whose data is older than this.
     #[serde(with = "super::duration")]
     pub lag_warn: Duration,
+    /// How often the daemon audits its copy against Temu's daily totals (and repairs the days
+    /// that differ): one call per audited day per stream.
+    #[serde(with = "super::duration")]
+    pub audit_interval: Duration,
+    /// How far back the scheduled audit reaches (whole UTC days).
+    #[serde(with = "super::duration")]
+    pub audit_window: Duration,
     /// First delay before retrying a failed run; doubles per retry, with jitter.
     #[serde(with = "super::duration")]
     pub retry_backoff_min: Duration,
@@ -370,6 +377,8 @@ impl Default for SyncConfig {
             chunk: Duration::from_secs(86_400),
             lease_ttl: Duration::from_secs(60),
             lag_warn: Duration::from_secs(2 * 3600),
+            audit_interval: Duration::from_secs(86_400),
+            audit_window: Duration::from_secs(30 * 86_400),
             retry_backoff_min: Duration::from_secs(30),
             retry_backoff_max: Duration::from_secs(600),
             intervals: SyncIntervals::default(),

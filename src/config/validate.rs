@@ -222,6 +222,7 @@ impl Config {
         positive(p, "sync.chunk", s.chunk);
         positive(p, "sync.lease_ttl", s.lease_ttl);
         positive(p, "sync.lag_warn", s.lag_warn);
+        audit_settings(p, s.audit_interval, s.audit_window);
         backoff_range(
             p,
             "sync.retry_backoff",
@@ -435,6 +436,25 @@ fn check_idle_timeout(p: &mut Problems, d: Duration) {
                 "{} is out of range: expected 1s to 1d",
                 super::duration::format(d)
             ),
+        ));
+    }
+}
+
+/// `sync.audit_interval` 1 minute to 30 days; `sync.audit_window` 1 to 366 days (one API call
+/// per day per stream each time).
+fn audit_settings(p: &mut Problems, interval: Duration, window: Duration) {
+    const DAY: u64 = 86_400;
+    let secs = interval.as_secs();
+    if !(60..=30 * DAY).contains(&secs) {
+        p.push((
+            "sync.audit_interval".to_string(),
+            "must be 1m to 30d; expected e.g. 1d".to_string(),
+        ));
+    }
+    if !(DAY..=366 * DAY).contains(&window.as_secs()) {
+        p.push((
+            "sync.audit_window".to_string(),
+            "must be 1d to 366d (one API call per day per stream); expected e.g. 30d".to_string(),
         ));
     }
 }

@@ -323,6 +323,12 @@ impl Metrics {
         );
     }
 
+    /// Days still differing after the last scheduled audit of (shop, stream) and its repair.
+    pub fn set_audit_differences(&self, shop: &str, stream: &str, days: usize) {
+        let pairs = [("shop", shop), ("stream", stream)];
+        self.gauge(names::AUDIT_DIFFERENCES, &pairs, days as f64);
+    }
+
     // -----------------------------------------------------------------------------------------
     // Temu API (called by the client)
 

@@ -14,6 +14,7 @@ pub const SYNC_PAGES: &str = "temu_sync_sync_pages_total";
 pub const SYNC_RUN_DURATION: &str = "temu_sync_sync_run_duration_seconds";
 pub const SYNC_LAG: &str = "temu_sync_sync_lag_seconds";
 pub const SYNC_LAST_SUCCESS: &str = "temu_sync_sync_last_success_timestamp_seconds";
+pub const AUDIT_DIFFERENCES: &str = "temu_sync_audit_differences";
 pub const API_DURATION: &str = "temu_sync_api_request_duration_seconds";
 pub const API_ERRORS: &str = "temu_sync_api_errors_total";
 pub const API_RETRIES: &str = "temu_sync_api_retries_total";
@@ -122,6 +123,12 @@ pub const CATALOGUE: &[Series] = &[
         kind: Kind::Gauge,
         unit: Some(Unit::Seconds),
         help: "How far the stored data lags behind Temu for a shop and stream (now minus the newest synced change).",
+    },
+    Series {
+        name: AUDIT_DIFFERENCES,
+        kind: Kind::Gauge,
+        unit: None,
+        help: "Days (products: the listing) whose Temu count still differs from the stored count after the last scheduled audit and its repair, by shop and stream.",
     },
     Series {
         name: SYNC_LAST_SUCCESS,
