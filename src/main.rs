@@ -12,7 +12,7 @@ use temu_sync::exit;
 /// Keeps a Temu seller's orders, products and after-sales copied into PostgreSQL.
 ///
 /// Exit codes: 0 clean stop, 69 a dependency stayed unavailable or too many restarts,
-/// 70 internal error, 78 invalid configuration.
+/// 70 internal error, 78 invalid configuration (operator commands: see `audit --help`).
 #[derive(Parser, Debug)]
 #[command(name = "temu-sync", version, about, long_about)]
 struct Cli {
@@ -57,6 +57,57 @@ enum Command {
     /// Ask Temu about every shop's access token: mall id, expiry and scopes.
     /// Exits 0 when every token is usable (expiring soon only warns), 1 when one is refused or expired.
     CheckToken,
+    /// Self-audit: for each UTC day, Temu's total (one call, pageSize 1, by update time) against
+    /// the stored count; products: the listing's total against the products not removed. Prints
+    /// the days that differ. Exit 0 none differ (or all repaired), 1 some remain, 69 Temu or the
+    /// database unreachable, 78 bad arguments.
+    Audit {
+        /// Only this shop (default: every configured shop).
+        #[arg(long)]
+        shop: Option<String>,
+        /// Only this stream: orders, aftersales or products.
+        #[arg(long)]
+        stream: Option<String>,
+        /// How far back: whole UTC days from the day of now minus this.
+        #[arg(long, default_value = "90d", value_parser = humantime::parse_duration)]
+        since: std::time::Duration,
+        /// Re-walk the days that differ (the cursor is not moved) and audit them again.
+        #[arg(long)]
+        repair: bool,
+        /// How long to wait for the stream's lease while a daemon holds it (with --repair).
+        #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+        lease_wait: std::time::Duration,
+    },
+    /// Re-walk a range of an update-time stream without touching its cursor (takes the
+    /// stream's lease). DATE: YYYY-MM-DD (UTC) or RFC 3339; --to may be today.
+    /// Exit 0 done, 1 failed, 69 Temu or the database unreachable, 78 bad arguments.
+    Backfill {
+        #[arg(long)]
+        shop: String,
+        #[arg(long)]
+        stream: String,
+        #[arg(long)]
+        from: String,
+        #[arg(long)]
+        to: String,
+        /// How long to wait for the stream's lease while a daemon holds it.
+        #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+        lease_wait: std::time::Duration,
+    },
+    /// Clear a stream's cursor: its next run backfills sync.initial_window again. Asks for
+    /// confirmation on a terminal; pass --yes otherwise. Exit codes as for backfill.
+    Reset {
+        #[arg(long)]
+        shop: String,
+        #[arg(long)]
+        stream: String,
+        /// Do not ask.
+        #[arg(long)]
+        yes: bool,
+        /// How long to wait for the stream's lease while a daemon holds it.
+        #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+        lease_wait: std::time::Duration,
+    },
 }
 
 fn main() -> ExitCode {
@@ -133,7 +184,59 @@ async fn run_command(command: Command, config: Config) -> i32 {
             temu_sync::app::demo::run(config, options).await
         }
         Command::CheckToken => check_token(&config).await,
+        command @ (Command::Audit { .. } | Command::Backfill { .. } | Command::Reset { .. }) => {
+            operator_command(command, &config).await
+        }
         Command::Run | Command::CheckConfig => temu_sync::app::run(config).await,
+    }
+}
+
+/// `audit`, `backfill`, `reset` (`temu_sync::app::ops`).
+async fn operator_command(command: Command, config: &Config) -> i32 {
+    use temu_sync::app::ops;
+    match command {
+        Command::Audit {
+            shop,
+            stream,
+            since,
+            repair,
+            lease_wait,
+        } => {
+            let args = ops::AuditArgs {
+                shop,
+                stream,
+                since,
+                repair,
+                lease_wait,
+            };
+            ops::audit(config, args).await
+        }
+        Command::Backfill {
+            shop,
+            stream,
+            from,
+            to,
+            lease_wait,
+        } => {
+            ops::run_cli(config, lease_wait, |op| async move {
+                ops::backfill(&op, &shop, &stream, &from, &to).await
+            })
+            .await
+        }
+        Command::Reset {
+            shop,
+            stream,
+            yes,
+            lease_wait,
+        } => {
+            ops::run_cli(config, lease_wait, |op| async move {
+                ops::target(&op, &shop, &stream)?;
+                ops::confirm_reset(&shop, &stream, yes)?;
+                ops::reset(&op, &shop, &stream).await
+            })
+            .await
+        }
+        _ => exit::SOFTWARE,
     }
 }
 

@@ -12,6 +12,7 @@
 //! not make systemd's start time out.
 
 pub mod demo;
+pub mod ops;
 mod shared;
 pub mod status;
 
@@ -122,6 +123,12 @@ pub async fn run_with(
     };
     tracing::info!(listen = %cfg.http.listen, instance = %shared.instance.id,
         version = env!("CARGO_PKG_VERSION"), "temu-sync started");
+    let outputs = crate::audit::AuditOutputs {
+        board: shared.audits.clone(),
+        health: shared.health.clone(),
+        metrics: shared.metrics.clone(),
+    };
+    crate::audit::spawn_scheduled_audit(shared.operator("audit"), outputs, &shared.shutdown);
 
     // The listener is bound and the supervisor runs: ready, whatever the database says.
     notifier.ready(&status_line(&shared.health.report()));
@@ -184,8 +191,16 @@ fn start_endpoint(
         board: shared.board.clone(),
         admin_token: cfg.http.admin_token.clone(),
         call_timeout: cfg.supervisor.call_timeout,
+        audits: shared.audits.clone(),
     };
     let router = crate::sync::control::routes(http::Router::standard(), control);
+    let ops = crate::audit::routes::OpsControl {
+        operator: shared.operator("ops"),
+        admin_token: cfg.http.admin_token.clone(),
+        runtime: tokio::runtime::Handle::current(),
+        shutdown: shared.shutdown.clone(),
+    };
+    let router = crate::audit::routes::routes(router, ops);
     let sup = &cfg.supervisor;
     // How long the supervisor may take to notice a hung child and restart it.
     let child_recovery = sup

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use tokio::sync::Semaphore;
 
+use crate::audit::{AuditBoard, Operator};
 use crate::config::Config;
 use crate::db::{Database, Instance};
 use crate::health::Health;
@@ -27,6 +28,8 @@ pub struct Shared {
     /// whatever happens to the Temu actor.
     pub temu: TemuClient,
     pub shutdown: Shutdown,
+    /// The scheduled audit's results (`/status`).
+    pub audits: AuditBoard,
 }
 
 /// A configuration that validated but from which the daemon's parts cannot be built (exit 78).
@@ -66,7 +69,25 @@ impl Shared {
             board,
             temu,
             shutdown: Shutdown::new(),
+            audits: AuditBoard::default(),
         })
+    }
+
+    /// An operator on the daemon's own pool and Temu client, leasing as `{instance}-{role}` (a
+    /// different owner from the daemon's sync actors, so it waits for their runs and they for
+    /// its), cancelled by the daemon's stop.
+    pub fn operator(&self, role: &str) -> Operator {
+        let owner = format!("{}-{role}", self.instance.id);
+        let wait = self.config.sync.lease_ttl * 10;
+        let cancel = self.shutdown.child();
+        Operator::with(
+            &self.config,
+            self.db.clone(),
+            self.temu.clone(),
+            owner,
+            wait,
+            cancel,
+        )
     }
 
     /// What every sync actor shares (one run-slot semaphore, one ledger).

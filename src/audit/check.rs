@@ -117,7 +117,11 @@ async fn compare(
     shop_id: Option<i64>,
     days: &[NaiveDate],
 ) -> Result<(Vec<DayDiff>, u64), OpError> {
-    let context = format!("asking Temu for the {} totals of {}", stream.as_str(), shop.name());
+    let context = format!(
+        "asking Temu for the {} totals of {}",
+        stream.as_str(),
+        shop.name()
+    );
     let sync = &op.config.sync;
     let Some(table) = table(stream) else {
         let temu = temu_total(&op.client, shop, sync, stream, None)
@@ -135,7 +139,11 @@ async fn compare(
                 .await
                 .map_err(|e| OpError::from_sync("counting stored products", e))?,
         };
-        let diff = (temu != ours).then_some(DayDiff { day: None, temu, ours });
+        let diff = (temu != ours).then_some(DayDiff {
+            day: None,
+            temu,
+            ours,
+        });
         return Ok((diff.into_iter().collect(), 1));
     };
     let ours = match shop_id {
@@ -184,7 +192,11 @@ pub async fn audit_stream(
     } else {
         compare(op, shop, stream, shop_id, &days).await?
     };
-    let checked = if table(stream).is_some() { days.len() } else { 1 };
+    let checked = if table(stream).is_some() {
+        days.len()
+    } else {
+        1
+    };
     let mut repaired = 0;
     if repair && !differences.is_empty() {
         let before = differences.len();
@@ -215,10 +227,14 @@ async fn repair_days(
 ) -> Result<(Vec<DayDiff>, u64), OpError> {
     let days: Vec<NaiveDate> = diffs.iter().filter_map(|d| d.day).collect();
     let windows = days.iter().map(|d| day_window(*d)).collect();
-    let progress = op.run_body(shop, stream, rewalk_body(stream, windows)).await?;
+    let progress = op
+        .run_body(shop, stream, rewalk_body(stream, windows))
+        .await?;
     tracing::info!(shop = %shop.name(), stream = stream.as_str(), days = days.len(),
         pages = progress.pages, inserted = progress.inserted, updated = progress.updated,
         "audit repair re-walked the days that differed");
-    let shop_id = stored_state(op, shop.name(), stream).await?.map(|(id, _)| id);
+    let shop_id = stored_state(op, shop.name(), stream)
+        .await?
+        .map(|(id, _)| id);
     compare(op, shop, stream, shop_id, &days).await
 }

@@ -115,7 +115,9 @@ mod tests {
     use super::*;
 
     fn at(text: &str) -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339(text).unwrap().with_timezone(&Utc)
+        DateTime::parse_from_rfc3339(text)
+            .unwrap()
+            .with_timezone(&Utc)
     }
 
     #[test]
@@ -135,7 +137,11 @@ mod tests {
             Duration::ZERO,
             Some(at("2026-12-03T23:00:00Z")),
         );
-        assert_eq!(behind.len(), 1, "a day the cursor has not passed is not audited");
+        assert_eq!(
+            behind.len(),
+            1,
+            "a day the cursor has not passed is not audited"
+        );
         assert!(audit_days(now, Duration::from_secs(86_400), Duration::ZERO, None).is_empty());
     }
 

@@ -12,10 +12,11 @@
 //! build its own stream table (it calls the streams' entries in `sync::streams`).
 
 mod check;
-pub mod days;
 mod count;
+pub mod days;
 mod operator;
 mod rewalk;
+pub mod routes;
 mod schedule;
 
 pub use check::{audit_stream, DayDiff, StreamAudit};

@@ -82,7 +82,14 @@ impl Operator {
         let client = TemuClient::new(&config.temu, &config.apps, &config.shops)
             .map_err(|e| refused(e.to_string()))?;
         let owner = format!("cli-{}", crate::db::Instance::current().id);
-        Ok(Self::with(config, db, client, owner, lease_wait, CancellationToken::new()))
+        Ok(Self::with(
+            config,
+            db,
+            client,
+            owner,
+            lease_wait,
+            CancellationToken::new(),
+        ))
     }
 
     /// Built from handles that already exist (the daemon's: its pool, its one Temu client).
@@ -182,10 +189,8 @@ impl Operator {
             )));
         }
         tracing::info!(%context, "the stream's lease is held by another daemon; waiting");
-        let pause = (self.config.sync.lease_ttl / 3).clamp(
-            Duration::from_millis(100),
-            Duration::from_secs(5),
-        );
+        let pause = (self.config.sync.lease_ttl / 3)
+            .clamp(Duration::from_millis(100), Duration::from_secs(5));
         tokio::select! {
             _ = self.cancel.cancelled() => Err(OpError::Unavailable(format!("{context}: cancelled"))),
             _ = tokio::time::sleep(pause.min(self.lease_wait)) => Ok(()),
@@ -203,10 +208,18 @@ impl Operator {
         let fail = |e: SyncError| OpError::from_sync(&context, e);
         let ledger = &self.ledger;
         let region = shop.region_name();
-        let shop_id = ledger.ensure_shop(shop.name(), region, None).await.map_err(fail)?;
+        let shop_id = ledger
+            .ensure_shop(shop.name(), region, None)
+            .await
+            .map_err(fail)?;
         let started = Instant::now();
         let ttl = self.config.sync.lease_ttl;
-        while ledger.take_lease(shop_id, stream, ttl).await.map_err(fail)?.is_none() {
+        while ledger
+            .take_lease(shop_id, stream, ttl)
+            .await
+            .map_err(fail)?
+            .is_none()
+        {
             self.wait_for_lease(&context, started).await?;
         }
         let owner = ledger.owner().to_string();

@@ -143,10 +143,7 @@ fn check_of(view: &AuditView) -> Check {
             Status::Warn,
             Some(format!(
                 "{n} day(s) still differ from Temu after repair (e.g. {}); see /status",
-                view.differences
-                    .first()
-                    .map(describe)
-                    .unwrap_or_default()
+                view.differences.first().map(describe).unwrap_or_default()
             )),
         ),
     };

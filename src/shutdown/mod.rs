@@ -53,6 +53,16 @@ impl Shutdown {
         self.tasks.spawn(task)
     }
 
+    /// Like [`spawn`](Self::spawn), on the runtime of `handle` (e.g. work started by the HTTP
+    /// endpoint's own thread that belongs on the daemon's runtime).
+    pub fn spawn_on<F>(&self, task: F, handle: &tokio::runtime::Handle) -> JoinHandle<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.tasks.spawn_on(task, handle)
+    }
+
     /// Tells every task to stop.
     pub fn cancel(&self) {
         self.token.cancel();

@@ -13,6 +13,7 @@ use serde::Serialize;
 
 use super::actor::{actor_name, SyncMsg, TriggerOutcome};
 use super::board::{StreamView, SyncBoard};
+use crate::audit::{AuditBoard, AuditView};
 use crate::config::{Secret, Stream};
 use crate::http::{json_response, ApiError, HandlerResult, Req, Router};
 
@@ -23,12 +24,17 @@ pub struct SyncControl {
     pub admin_token: Option<Secret>,
     /// Deadline of the call to a sync actor.
     pub call_timeout: Duration,
+    /// The scheduled audit's last results, shown in `/status`.
+    pub audits: AuditBoard,
 }
 
 #[derive(Serialize)]
 struct StatusDoc {
     generated_at: chrono::DateTime<chrono::Utc>,
     streams: Vec<StreamView>,
+    /// The last scheduled audit of each shop × stream (absent until one ran).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    audits: Vec<AuditView>,
 }
 
 #[derive(Serialize)]
@@ -48,8 +54,8 @@ pub fn routes(router: Router, control: SyncControl) -> Router {
     let (status, one, all) = (control.clone(), control.clone(), control);
     router
         .route(Method::GET, "/status", move |_req: Req| {
-            let board = status.board.clone();
-            async move { status_doc(&board) }
+            let (board, audits) = (status.board.clone(), status.audits.clone());
+            async move { status_doc(&board, &audits) }
         })
         .route(Method::POST, "/sync/{shop}/{stream}", move |req: Req| {
             let control = one.clone();
@@ -62,10 +68,11 @@ pub fn routes(router: Router, control: SyncControl) -> Router {
 }
 
 /// `GET /status`: every stream as the board sees it.
-fn status_doc(board: &SyncBoard) -> HandlerResult {
+fn status_doc(board: &SyncBoard, audits: &AuditBoard) -> HandlerResult {
     let doc = StatusDoc {
         generated_at: chrono::Utc::now(),
         streams: board.views(),
+        audits: audits.views(),
     };
     json_response(StatusCode::OK, "application/json", &doc)
 }
@@ -143,31 +150,37 @@ impl SyncControl {
     }
 
     fn authorize(&self, req: &Req) -> Result<(), ApiError> {
-        let Some(expected) = &self.admin_token else {
-            return Err(ApiError::Forbidden(
-                "control routes are disabled: set http.admin_token".to_string(),
-            ));
-        };
-        let given = req
-            .parts
-            .headers
-            .get(http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim);
-        match given {
-            Some(token) if constant_time_eq(token.as_bytes(), expected.expose().as_bytes()) => {
-                Ok(())
-            }
-            Some(_) => Err(ApiError::Unauthorized(
-                "the bearer token is not valid".to_string(),
-            )),
-            None => Err(ApiError::Unauthorized(
-                "send Authorization: Bearer <http.admin_token>".to_string(),
-            )),
-        }
+        authorize(self.admin_token.as_ref(), req)
     }
+}
 
+/// Checks `Authorization: Bearer <http.admin_token>` (constant-time); every control route
+/// (these and the operator routes of `audit/`) calls it.
+pub fn authorize(admin_token: Option<&Secret>, req: &Req) -> Result<(), ApiError> {
+    let Some(expected) = admin_token else {
+        return Err(ApiError::Forbidden(
+            "control routes are disabled: set http.admin_token".to_string(),
+        ));
+    };
+    let given = req
+        .parts
+        .headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    match given {
+        Some(token) if constant_time_eq(token.as_bytes(), expected.expose().as_bytes()) => Ok(()),
+        Some(_) => Err(ApiError::Unauthorized(
+            "the bearer token is not valid".to_string(),
+        )),
+        None => Err(ApiError::Unauthorized(
+            "send Authorization: Bearer <http.admin_token>".to_string(),
+        )),
+    }
+}
+
+impl SyncControl {
     async fn trigger(&self, shop: &str, stream: Stream) -> Result<TriggerOutcome, ApiError> {
         let name = actor_name(shop, stream);
         let actor = ActorRef::<SyncMsg>::where_is(name).ok_or_else(|| {
