@@ -31,7 +31,7 @@ pub fn parse_stream(text: &str) -> Result<Stream, OpError> {
         .find(|s| s.as_str() == text)
         .ok_or_else(|| {
             let known: Vec<&str> = Stream::ALL.iter().map(|s| s.as_str()).collect();
-            OpError::Refused(format!(
+            OpError::NotConfigured(format!(
                 "unknown stream {text:?}; expected one of {}",
                 known.join(", ")
             ))

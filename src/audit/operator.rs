@@ -27,9 +27,12 @@ use crate::temu::{TemuClient, TemuShop};
 /// Why an operator's command did not do its work, by exit code.
 #[derive(Debug, thiserror::Error)]
 pub enum OpError {
-    /// Bad arguments: an unknown shop or stream, a reversed or future range (exit 78).
+    /// Bad arguments: a reversed or future range, a missing confirmation (exit 78).
     #[error("{0}")]
     Refused(String),
+    /// A shop or stream that is not configured (exit 78; 404 on a route).
+    #[error("{0}")]
+    NotConfigured(String),
     /// Temu or the database could not be reached, or the lease stayed held (exit 69).
     #[error("{0}")]
     Unavailable(String),
@@ -41,7 +44,7 @@ pub enum OpError {
 impl OpError {
     pub fn exit_code(&self) -> i32 {
         match self {
-            OpError::Refused(_) => exit::CONFIG,
+            OpError::Refused(_) | OpError::NotConfigured(_) => exit::CONFIG,
             OpError::Unavailable(_) => exit::UNAVAILABLE,
             OpError::Failed(_) => 1,
         }
@@ -118,7 +121,7 @@ impl Operator {
     pub fn shop(&self, name: &str) -> Result<TemuShop, OpError> {
         self.client.shop(name).ok_or_else(|| {
             let known: Vec<&str> = self.client.shops().iter().map(|s| s.name()).collect();
-            OpError::Refused(format!(
+            OpError::NotConfigured(format!(
                 "no shop named {name:?} is configured; configured: {}",
                 known.join(", ")
             ))
@@ -131,7 +134,7 @@ impl Operator {
             return Ok(());
         }
         let known: Vec<&str> = shop.streams().iter().map(|s| s.as_str()).collect();
-        Err(OpError::Refused(format!(
+        Err(OpError::NotConfigured(format!(
             "stream {} is not configured for shop {}; its streams: {}",
             stream.as_str(),
             shop.name(),

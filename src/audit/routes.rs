@@ -75,9 +75,7 @@ pub fn routes(router: Router, control: OpsControl) -> Router {
 /// Refusals become 404 (not configured) or 400 (bad arguments); the rest 503 / 500.
 fn api_error(e: OpError) -> ApiError {
     match e {
-        OpError::Refused(m) if m.contains("not configured") || m.contains("unknown stream") => {
-            ApiError::NotFound(m)
-        }
+        OpError::NotConfigured(m) => ApiError::NotFound(m),
         OpError::Refused(m) => ApiError::BadRequest(m),
         OpError::Unavailable(m) => ApiError::DatabaseUnavailable(m),
         OpError::Failed(m) => ApiError::Internal(m),

@@ -440,15 +440,15 @@ fn check_idle_timeout(p: &mut Problems, d: Duration) {
     }
 }
 
-/// `sync.audit_interval` 1 minute to 30 days; `sync.audit_window` 1 to 366 days (one API call
+/// `sync.audit_interval` 1 second to 30 days; `sync.audit_window` 1 to 366 days (one API call
 /// per day per stream each time).
 fn audit_settings(p: &mut Problems, interval: Duration, window: Duration) {
     const DAY: u64 = 86_400;
     let secs = interval.as_secs();
-    if !(60..=30 * DAY).contains(&secs) {
+    if !(1..=30 * DAY).contains(&secs) {
         p.push((
             "sync.audit_interval".to_string(),
-            "must be 1m to 30d; expected e.g. 1d".to_string(),
+            "must be 1s to 30d; expected e.g. 1d".to_string(),
         ));
     }
     if !(DAY..=366 * DAY).contains(&window.as_secs()) {

@@ -12,6 +12,7 @@
 #[path = "../sync_common/mod.rs"]
 mod sync_common;
 
+mod audit;
 mod e2e;
 mod ledger;
 mod lifecycle;

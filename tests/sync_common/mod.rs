@@ -210,3 +210,44 @@ pub async fn compare(client: &tokio_postgres::Client, sim: &Sim) -> Diff {
         .await
         .expect("comparison queries")
 }
+
+/// A daemon's configuration in a file, with the environment its secrets come from, for running
+/// an operator command (`audit`, `backfill`, `reset`) against the same database and simulator.
+pub struct CliConfig {
+    _dir: tempfile::TempDir,
+    path: std::path::PathBuf,
+    env: Vec<(String, String)>,
+}
+
+impl CliConfig {
+    pub fn new(sim: &Sim, opts: &DaemonOptions) -> Self {
+        let shops = SimShops::new(&sim.config, &opts.router_url);
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("cli.yaml");
+        std::fs::write(&path, config_yaml(free_port(), opts, &shops)).expect("write config");
+        Self {
+            _dir: dir,
+            path,
+            env: shops.env(),
+        }
+    }
+
+    /// Runs `temu-sync --config <file> <args…>` with stdin closed; (exit code, stdout, stderr).
+    pub fn run(&self, args: &[&str]) -> (i32, String, String) {
+        let out = std::process::Command::new(BIN)
+            .arg("--config")
+            .arg(&self.path)
+            .args(args)
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .env("TEST_ADMIN_TOKEN", ADMIN_TOKEN)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("run the CLI");
+        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        (
+            out.status.code().unwrap_or(-1),
+            text(&out.stdout),
+            text(&out.stderr),
+        )
+    }
+}

@@ -1,0 +1,460 @@
+//! The self-audit and the operator commands against the simulator and a real database: gaps
+//! planted in a synced copy (rows deleted, a row made stale, a whole day missing) are found by
+//! `audit` day by day at one API call per day, and `--repair` fixes them without moving the
+//! cursor; `backfill` and `reset` from the CLI and the admin routes, with their refusals (exit 78
+//! / 4xx); the daemon's scheduled audit repairs what it can and shows what it cannot in
+//! `/status`, `/health` and `/metrics`.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use crate::sync_common::*;
+use crate::{setup, wait_for_client};
+
+const ORDER_LIST: &str = "bg.order.list.v2.get";
+
+async fn cursor(client: &tokio_postgres::Client, stream: &str) -> Option<DateTime<Utc>> {
+    client
+        .query_one(
+            "SELECT cursor FROM sync_state WHERE stream = $1",
+            &[&stream],
+        )
+        .await
+        .expect("cursor")
+        .get(0)
+}
+
+/// The UTC day (as text) of the `nth` oldest stored order updated more than 2 days ago.
+async fn old_day(client: &tokio_postgres::Client, nth: i64) -> String {
+    client
+        .query_one(
+            "SELECT d::text FROM (SELECT DISTINCT (updated_at AT TIME ZONE 'UTC')::date AS d \
+             FROM orders WHERE updated_at < now() - interval '2 days' ORDER BY 1) days \
+             OFFSET $1 LIMIT 1",
+            &[&nth],
+        )
+        .await
+        .expect("an old day")
+        .get(0)
+}
+
+async fn exec(client: &tokio_postgres::Client, sql: &str, day: &str) -> u64 {
+    client.execute(sql, &[&day]).await.expect(sql)
+}
+
+const ON_DAY: &str = "(updated_at AT TIME ZONE 'UTC')::date = $1::text::date";
+
+/// Plants three kinds of gap on three different old days; returns those days.
+async fn plant_gaps(client: &tokio_postgres::Client) -> [String; 3] {
+    let (deleted, stale, missing) = (
+        old_day(client, 3).await,
+        old_day(client, 10).await,
+        old_day(client, 20).await,
+    );
+    let one = format!("id = (SELECT min(id) FROM orders WHERE {ON_DAY})");
+    assert_eq!(
+        exec(client, &format!("DELETE FROM orders WHERE {one}"), &deleted).await,
+        1
+    );
+    // An older version of one order: it now counts on a day 5 days earlier.
+    let stale_sql =
+        format!("UPDATE orders SET updated_at = updated_at - interval '5 days' WHERE {one}");
+    assert_eq!(exec(client, &stale_sql, &stale).await, 1);
+    assert!(
+        exec(
+            client,
+            &format!("DELETE FROM orders WHERE {ON_DAY}"),
+            &missing
+        )
+        .await
+            > 0
+    );
+    [deleted, stale, missing]
+}
+
+/// `(checked, calls)` from the summary line of `stream`.
+fn summary(stdout: &str, stream: &str) -> (u64, u64) {
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with(&format!("shop-0 {stream}:")))
+        .unwrap_or_else(|| panic!("no summary for {stream} in:\n{stdout}"));
+    let numbers: Vec<u64> = line
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    (numbers[1], numbers[2])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_finds_planted_gaps_and_repair_fixes_them_without_moving_the_cursor() {
+    let (db, sim) = setup("e2e_audit", 1500).await;
+    let mut opts = options(&db, &sim);
+    opts.interval = "1h";
+    let daemon = Daemon::start(&sim, &opts);
+    let client = wait_for_client(&db).await;
+    let t0 = DateTime::<Utc>::UNIX_EPOCH;
+    assert!(wait_for_complete_round(&client, &sim, t0, Duration::from_secs(90)).await);
+    let cli = CliConfig::new(&sim, &opts);
+
+    let (code, out, err) = cli.run(&["audit", "--shop", "shop-0", "--since", "90d"]);
+    assert_eq!(code, 0, "a fresh copy has no difference:\n{out}{err}");
+
+    let days = plant_gaps(&client).await;
+    let before = cursor(&client, "orders").await;
+    sim.handle.reset_stats();
+    let (code, out, err) = cli.run(&[
+        "audit", "--shop", "shop-0", "--stream", "orders", "--since", "90d",
+    ]);
+    assert_eq!(code, 1, "differences exit 1:\n{out}{err}");
+    for day in &days {
+        assert!(out.contains(day.as_str()), "day {day} is listed:\n{out}");
+    }
+    // The API cost: one call per audited day, and 90 days are audited.
+    let (checked, calls) = summary(&out, "orders");
+    let made = sim
+        .handle
+        .requests()
+        .iter()
+        .filter(|r| r.api.as_deref() == Some(ORDER_LIST))
+        .count();
+    println!("audit of 90 days: {checked} days checked, {calls} API calls (simulator saw {made})");
+    assert!((89..=91).contains(&checked), "{checked} days");
+    assert_eq!(calls, checked);
+    assert_eq!(made as u64, calls, "one call per day");
+
+    let (code, out, err) = cli.run(&[
+        "audit", "--shop", "shop-0", "--stream", "orders", "--since", "90d", "--repair",
+    ]);
+    assert_eq!(code, 0, "everything repaired:\n{out}{err}");
+    assert!(out.contains("0 differ"), "{out}");
+    assert_eq!(
+        cursor(&client, "orders").await,
+        before,
+        "the cursor did not move"
+    );
+    let (code, out, _) = cli.run(&["audit", "--shop", "shop-0", "--since", "90d"]);
+    assert_eq!(code, 0, "clean after the repair:\n{out}");
+    let diff = compare(&client, &sim).await;
+    assert!(
+        diff.is_clean(),
+        "{}\n{}",
+        diff.summary(),
+        daemon.log_tail(30)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backfill_and_reset_from_the_cli_and_their_refusals() {
+    let (db, sim) = setup("e2e_backfill", 400).await;
+    let mut opts = options(&db, &sim);
+    opts.interval = "1h";
+    let _daemon = Daemon::start(&sim, &opts);
+    let client = wait_for_client(&db).await;
+    let t0 = DateTime::<Utc>::UNIX_EPOCH;
+    assert!(wait_for_complete_round(&client, &sim, t0, Duration::from_secs(90)).await);
+    let cli = CliConfig::new(&sim, &opts);
+    let today = Utc::now().date_naive().to_string();
+    let future = (Utc::now() + chrono::Duration::days(3))
+        .date_naive()
+        .to_string();
+    let refusals: [(&[&str], &str); 7] = [
+        (
+            &[
+                "backfill",
+                "--shop",
+                "nope",
+                "--stream",
+                "orders",
+                "--from",
+                "2026-01-01",
+                "--to",
+                "2026-01-02",
+            ],
+            "nope",
+        ),
+        (
+            &[
+                "backfill",
+                "--shop",
+                "shop-0",
+                "--stream",
+                "ordres",
+                "--from",
+                "2026-01-01",
+                "--to",
+                "2026-01-02",
+            ],
+            "ordres",
+        ),
+        (
+            &[
+                "backfill",
+                "--shop",
+                "shop-0",
+                "--stream",
+                "orders",
+                "--from",
+                &today,
+                "--to",
+                "2026-01-02",
+            ],
+            "reversed",
+        ),
+        (
+            &[
+                "backfill",
+                "--shop",
+                "shop-0",
+                "--stream",
+                "orders",
+                "--from",
+                "2026-01-01",
+                "--to",
+                &future,
+            ],
+            "future",
+        ),
+        (
+            &[
+                "backfill",
+                "--shop",
+                "shop-0",
+                "--stream",
+                "orders",
+                "--from",
+                "last week",
+                "--to",
+                &today,
+            ],
+            "not a date",
+        ),
+        (
+            &[
+                "backfill",
+                "--shop",
+                "shop-0",
+                "--stream",
+                "products",
+                "--from",
+                "2026-01-01",
+                "--to",
+                &today,
+            ],
+            "no time range",
+        ),
+        (
+            &["reset", "--shop", "shop-0", "--stream", "orders"],
+            "--yes",
+        ),
+    ];
+    for (args, names) in refusals {
+        let (code, out, err) = cli.run(args);
+        assert_eq!(code, 78, "{args:?}: {out}{err}");
+        assert!(
+            err.contains(names),
+            "{args:?}: the message names the problem: {err}"
+        );
+    }
+
+    let day = old_day(&client, 5).await;
+    let deleted = exec(&client, &format!("DELETE FROM orders WHERE {ON_DAY}"), &day).await;
+    assert!(deleted > 0);
+    let before = cursor(&client, "orders").await;
+    let (code, out, err) = cli.run(&[
+        "backfill", "--shop", "shop-0", "--stream", "orders", "--from", &day, "--to", &today,
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(
+        cursor(&client, "orders").await,
+        before,
+        "backfill leaves the cursor"
+    );
+    let back: i64 = client
+        .query_one(
+            &format!("SELECT count(*) FROM orders WHERE {ON_DAY}"),
+            &[&day],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(back as u64, deleted, "the range is read again");
+
+    let (code, out, err) = cli.run(&["reset", "--shop", "shop-0", "--stream", "orders", "--yes"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("initial_window"), "{out}");
+    assert_eq!(
+        cursor(&client, "orders").await,
+        None,
+        "the next run backfills initial_window"
+    );
+}
+
+async fn post(http: &reqwest::Client, url: &str, token: Option<&str>, body: &str) -> (u16, String) {
+    let mut req = http.post(url).body(body.to_string());
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let resp = req.send().await.expect("request");
+    let status = resp.status().as_u16();
+    (status, resp.text().await.unwrap_or_default())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backfill_and_reset_routes_and_the_scheduled_audit() {
+    let (db, sim) = setup("e2e_ops_routes", 600).await;
+    let mut opts = options(&db, &sim);
+    opts.interval = "1h";
+    opts.extra_sync = "  audit_interval: 4s\n  audit_window: 30d\n".to_string();
+    let daemon = Daemon::start(&sim, &opts);
+    let client = wait_for_client(&db).await;
+    let t0 = DateTime::<Utc>::UNIX_EPOCH;
+    assert!(wait_for_complete_round(&client, &sim, t0, Duration::from_secs(90)).await);
+    let http = reqwest::Client::new();
+
+    // Routes: token, unknown names, bad ranges.
+    let url = daemon.url("/sync/shop-0/orders/backfill");
+    let today = Utc::now().date_naive().to_string();
+    let good = format!(r#"{{"from": "2026-01-01", "to": "{today}"}}"#);
+    assert_eq!(post(&http, &url, None, &good).await.0, 401);
+    assert_eq!(
+        post(
+            &http,
+            &daemon.url("/sync/nope/orders/backfill"),
+            Some(ADMIN_TOKEN),
+            &good
+        )
+        .await
+        .0,
+        404
+    );
+    let reversed = format!(r#"{{"from": "{today}", "to": "2026-01-01"}}"#);
+    let (status, body) = post(&http, &url, Some(ADMIN_TOKEN), &reversed).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("reversed"), "{body}");
+    let products = daemon.url("/sync/shop-0/products/backfill");
+    assert_eq!(
+        post(&http, &products, Some(ADMIN_TOKEN), &good).await.0,
+        400
+    );
+
+    // A gap the repair can fix (a day deleted) and one it cannot (a row Temu does not have).
+    let fixable = old_day(&client, 70).await;
+    let surplus_day = old_day(&client, 75).await;
+    exec(
+        &client,
+        &format!("DELETE FROM orders WHERE {ON_DAY}"),
+        &fixable,
+    )
+    .await;
+    let cols: String = client
+        .query_one(
+            "SELECT string_agg(column_name, ',') FROM information_schema.columns \
+             WHERE table_name = 'orders' AND column_name NOT IN ('id', 'parent_order_sn')",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let ghost = format!(
+        "INSERT INTO orders (parent_order_sn, {cols}) SELECT 'GHOST-1', {cols} FROM orders \
+         WHERE id = (SELECT min(id) FROM orders WHERE {ON_DAY})"
+    );
+    assert_eq!(exec(&client, &ghost, &surplus_day).await, 1);
+    let shown = eventually(Duration::from_secs(60), || async {
+        let Ok(resp) = http.get(daemon.url("/status")).send().await else {
+            return false;
+        };
+        let doc: serde_json::Value = resp.json().await.unwrap_or_default();
+        doc["audits"].as_array().is_some_and(|a| {
+            a.iter().any(|v| {
+                v["stream"] == "orders"
+                    && v["repaired"].as_u64() >= Some(1)
+                    && v["differences"].as_array().is_some_and(|d| d.len() == 1)
+            })
+        })
+    })
+    .await;
+    assert!(
+        shown,
+        "the scheduled audit repaired the deleted day and reports the surplus\n{}",
+        daemon.log_tail(30)
+    );
+    let restored: i64 = client
+        .query_one(
+            &format!("SELECT count(*) FROM orders WHERE {ON_DAY}"),
+            &[&fixable],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(restored > 0, "the deleted day is back");
+    let health: serde_json::Value = http
+        .get(daemon.url("/health"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        health["checks"]["audit:shop-0:orders"][0]["status"], "warn",
+        "{health}"
+    );
+    let metrics = http
+        .get(daemon.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("temu_sync_audit_differences{")
+                && l.contains("stream=\"orders\"")
+                && l.ends_with(" 1")),
+        "gauge:\n{}",
+        metrics
+            .lines()
+            .filter(|l| l.contains("audit"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+
+    // The backfill route re-reads a range in the background, leaving the cursor.
+    let before = cursor(&client, "orders").await;
+    let since = db_now(&client).await;
+    let (status, body) = post(&http, &url, Some(ADMIN_TOKEN), &good).await;
+    assert_eq!(status, 202, "{body}");
+    let ran = eventually(Duration::from_secs(60), || async {
+        succeeded_since(&client, since)
+            .await
+            .contains_key(&("shop-0".to_string(), "orders".to_string()))
+    })
+    .await;
+    assert!(ran, "the backfill run succeeded\n{}", daemon.log_tail(30));
+    assert_eq!(cursor(&client, "orders").await, before);
+
+    let (status, body) = post(
+        &http,
+        &daemon.url("/sync/shop-0/aftersales/reset"),
+        Some(ADMIN_TOKEN),
+        "",
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(cursor(&client, "aftersales").await, None);
+    assert_eq!(
+        post(
+            &http,
+            &daemon.url("/sync/shop-0/nope/reset"),
+            Some(ADMIN_TOKEN),
+            ""
+        )
+        .await
+        .0,
+        404
+    );
+}
