@@ -64,6 +64,7 @@ async fn sync_series_count_runs_records_pages_and_lag() {
             ("temu_sync_sync_run_duration_seconds", "histogram"),
             ("temu_sync_sync_lag_seconds", "gauge"),
             ("temu_sync_sync_last_success_timestamp_seconds", "gauge"),
+            ("temu_sync_audit_differences", "gauge"),
         ],
     );
     // Sync.
@@ -125,6 +126,11 @@ async fn sync_series_count_runs_records_pages_and_lag() {
         Some(2.0)
     );
     assert_eq!(exp.value("temu_sync_sync_lag_seconds", &orders), Some(42.0));
+    assert_eq!(
+        exp.value("temu_sync_audit_differences", &orders),
+        Some(2.0),
+        "days still differing after the scheduled audit"
+    );
     assert!(exp
         .value("temu_sync_sync_last_success_timestamp_seconds", &orders)
         .is_some_and(|t| t > 1.6e9));

@@ -103,6 +103,7 @@ async fn record_activity(metrics: &Metrics, health: &Health) {
         0,
     );
     metrics.set_lag("shop-0", "orders", 42.0);
+    metrics.set_audit_differences("shop-0", "orders", 2);
     metrics.record_checkout_wait(Duration::from_millis(3));
 
     // A health snapshot: database up with pool counters, one actor restarted twice.
