@@ -26,16 +26,7 @@ pub struct AuditArgs {
 
 /// A stream's name as the CLI and the routes take it.
 pub fn parse_stream(text: &str) -> Result<Stream, OpError> {
-    Stream::ALL
-        .into_iter()
-        .find(|s| s.as_str() == text)
-        .ok_or_else(|| {
-            let known: Vec<&str> = Stream::ALL.iter().map(|s| s.as_str()).collect();
-            OpError::NotConfigured(format!(
-                "unknown stream {text:?}; expected one of {}",
-                known.join(", ")
-            ))
-        })
+    crate::sync::control::stream_named(text).map_err(OpError::NotConfigured)
 }
 
 fn report(e: &OpError) -> i32 {

@@ -47,6 +47,17 @@ struct Answer {
     message: String,
 }
 
+impl Answer {
+    fn new(shop: String, stream: String, outcome: &'static str, message: String) -> Self {
+        Self {
+            shop,
+            stream,
+            outcome,
+            message,
+        }
+    }
+}
+
 /// Largest accepted request body.
 const BODY_LIMIT: usize = 4096;
 
@@ -109,12 +120,7 @@ impl OpsControl {
         };
         self.shutdown.spawn_on(task, &self.runtime);
         let message = "backfill started; its run is recorded in sync_runs".to_string();
-        let answer = Answer {
-            shop,
-            stream,
-            outcome: "started",
-            message,
-        };
+        let answer = Answer::new(shop, stream, "started", message);
         json_response(StatusCode::ACCEPTED, "application/json", &answer)
     }
 
@@ -132,12 +138,7 @@ impl OpsControl {
             .await
             .map_err(|e| ApiError::Internal(format!("the reset task ended: {e}")))?;
         let message = done.map_err(api_error)?;
-        let answer = Answer {
-            shop,
-            stream,
-            outcome: "reset",
-            message,
-        };
+        let answer = Answer::new(shop, stream, "reset", message);
         json_response(StatusCode::OK, "application/json", &answer)
     }
 }

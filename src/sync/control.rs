@@ -78,15 +78,20 @@ fn status_doc(board: &SyncBoard, audits: &AuditBoard) -> HandlerResult {
 }
 
 fn parse_stream(text: &str) -> Result<Stream, ApiError> {
+    stream_named(text).map_err(ApiError::NotFound)
+}
+
+/// The stream named `text` (as in URLs and the CLI), or a message listing the known names.
+pub fn stream_named(text: &str) -> Result<Stream, String> {
     Stream::ALL
         .into_iter()
         .find(|s| s.as_str() == text)
         .ok_or_else(|| {
             let known: Vec<&str> = Stream::ALL.iter().map(|s| s.as_str()).collect();
-            ApiError::NotFound(format!(
+            format!(
                 "unknown stream {text:?}; expected one of {}",
                 known.join(", ")
-            ))
+            )
         })
 }
 

@@ -14,6 +14,38 @@ use crate::{setup, wait_for_client};
 
 const ORDER_LIST: &str = "bg.order.list.v2.get";
 
+/// A daemon (runs every hour, `extra_sync` added to `sync:`) that has synced one shop of
+/// `orders` orders once, a client on its database and the CLI's configuration.
+struct Synced {
+    _db: temu_sync::testkit::TestDatabase,
+    sim: Sim,
+    daemon: Daemon,
+    client: tokio_postgres::Client,
+    cli: CliConfig,
+}
+
+impl Synced {
+    async fn start(prefix: &str, orders: usize, extra_sync: &str) -> Self {
+        let (db, sim) = setup(prefix, orders).await;
+        let mut opts = options(&db, &sim);
+        opts.interval = "1h";
+        opts.extra_sync = extra_sync.to_string();
+        let daemon = Daemon::start(&sim, &opts);
+        let client = wait_for_client(&db).await;
+        let t0 = DateTime::<Utc>::UNIX_EPOCH;
+        let round = wait_for_complete_round(&client, &sim, t0, Duration::from_secs(90)).await;
+        assert!(round, "first round\n{}", daemon.log_tail(30));
+        let cli = CliConfig::new(&sim, &opts);
+        Self {
+            _db: db,
+            sim,
+            daemon,
+            client,
+            cli,
+        }
+    }
+}
+
 async fn cursor(client: &tokio_postgres::Client, stream: &str) -> Option<DateTime<Utc>> {
     client
         .query_one(
@@ -88,20 +120,14 @@ fn summary(stdout: &str, stream: &str) -> (u64, u64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn audit_finds_planted_gaps_and_repair_fixes_them_without_moving_the_cursor() {
-    let (db, sim) = setup("e2e_audit", 1500).await;
-    let mut opts = options(&db, &sim);
-    opts.interval = "1h";
-    let daemon = Daemon::start(&sim, &opts);
-    let client = wait_for_client(&db).await;
-    let t0 = DateTime::<Utc>::UNIX_EPOCH;
-    assert!(wait_for_complete_round(&client, &sim, t0, Duration::from_secs(90)).await);
-    let cli = CliConfig::new(&sim, &opts);
+    let w = Synced::start("e2e_audit", 1500, "").await;
+    let (sim, daemon, client, cli) = (&w.sim, &w.daemon, &w.client, &w.cli);
 
     let (code, out, err) = cli.run(&["audit", "--shop", "shop-0", "--since", "90d"]);
     assert_eq!(code, 0, "a fresh copy has no difference:\n{out}{err}");
 
-    let days = plant_gaps(&client).await;
-    let before = cursor(&client, "orders").await;
+    let days = plant_gaps(client).await;
+    let before = cursor(client, "orders").await;
     sim.handle.reset_stats();
     let (code, out, err) = cli.run(&[
         "audit", "--shop", "shop-0", "--stream", "orders", "--since", "90d",
@@ -129,13 +155,13 @@ async fn audit_finds_planted_gaps_and_repair_fixes_them_without_moving_the_curso
     assert_eq!(code, 0, "everything repaired:\n{out}{err}");
     assert!(out.contains("0 differ"), "{out}");
     assert_eq!(
-        cursor(&client, "orders").await,
+        cursor(client, "orders").await,
         before,
         "the cursor did not move"
     );
     let (code, out, _) = cli.run(&["audit", "--shop", "shop-0", "--since", "90d"]);
     assert_eq!(code, 0, "clean after the repair:\n{out}");
-    let diff = compare(&client, &sim).await;
+    let diff = compare(client, sim).await;
     assert!(
         diff.is_clean(),
         "{}\n{}",
@@ -146,14 +172,8 @@ async fn audit_finds_planted_gaps_and_repair_fixes_them_without_moving_the_curso
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backfill_and_reset_from_the_cli_and_their_refusals() {
-    let (db, sim) = setup("e2e_backfill", 400).await;
-    let mut opts = options(&db, &sim);
-    opts.interval = "1h";
-    let _daemon = Daemon::start(&sim, &opts);
-    let client = wait_for_client(&db).await;
-    let t0 = DateTime::<Utc>::UNIX_EPOCH;
-    assert!(wait_for_complete_round(&client, &sim, t0, Duration::from_secs(90)).await);
-    let cli = CliConfig::new(&sim, &opts);
+    let w = Synced::start("e2e_backfill", 400, "").await;
+    let (client, cli) = (&w.client, &w.cli);
     let today = Utc::now().date_naive().to_string();
     let future = (Utc::now() + chrono::Duration::days(3))
         .date_naive()
@@ -257,16 +277,16 @@ async fn backfill_and_reset_from_the_cli_and_their_refusals() {
         );
     }
 
-    let day = old_day(&client, 5).await;
-    let deleted = exec(&client, &format!("DELETE FROM orders WHERE {ON_DAY}"), &day).await;
+    let day = old_day(client, 5).await;
+    let deleted = exec(client, &format!("DELETE FROM orders WHERE {ON_DAY}"), &day).await;
     assert!(deleted > 0);
-    let before = cursor(&client, "orders").await;
+    let before = cursor(client, "orders").await;
     let (code, out, err) = cli.run(&[
         "backfill", "--shop", "shop-0", "--stream", "orders", "--from", &day, "--to", &today,
     ]);
     assert_eq!(code, 0, "{out}{err}");
     assert_eq!(
-        cursor(&client, "orders").await,
+        cursor(client, "orders").await,
         before,
         "backfill leaves the cursor"
     );
@@ -284,7 +304,7 @@ async fn backfill_and_reset_from_the_cli_and_their_refusals() {
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("initial_window"), "{out}");
     assert_eq!(
-        cursor(&client, "orders").await,
+        cursor(client, "orders").await,
         None,
         "the next run backfills initial_window"
     );
@@ -302,14 +322,9 @@ async fn post(http: &reqwest::Client, url: &str, token: Option<&str>, body: &str
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backfill_and_reset_routes_and_the_scheduled_audit() {
-    let (db, sim) = setup("e2e_ops_routes", 600).await;
-    let mut opts = options(&db, &sim);
-    opts.interval = "1h";
-    opts.extra_sync = "  audit_interval: 4s\n  audit_window: 30d\n".to_string();
-    let daemon = Daemon::start(&sim, &opts);
-    let client = wait_for_client(&db).await;
-    let t0 = DateTime::<Utc>::UNIX_EPOCH;
-    assert!(wait_for_complete_round(&client, &sim, t0, Duration::from_secs(90)).await);
+    let audit_every = "  audit_interval: 4s\n  audit_window: 30d\n";
+    let w = Synced::start("e2e_ops_routes", 600, audit_every).await;
+    let (daemon, client) = (&w.daemon, &w.client);
     let http = reqwest::Client::new();
 
     // Routes: token, unknown names, bad ranges.
@@ -339,10 +354,10 @@ async fn backfill_and_reset_routes_and_the_scheduled_audit() {
     );
 
     // A gap the repair can fix (a day deleted) and one it cannot (a row Temu does not have).
-    let fixable = old_day(&client, 70).await;
-    let surplus_day = old_day(&client, 75).await;
+    let fixable = old_day(client, 70).await;
+    let surplus_day = old_day(client, 75).await;
     exec(
-        &client,
+        client,
         &format!("DELETE FROM orders WHERE {ON_DAY}"),
         &fixable,
     )
@@ -360,7 +375,7 @@ async fn backfill_and_reset_routes_and_the_scheduled_audit() {
         "INSERT INTO orders (parent_order_sn, {cols}) SELECT 'GHOST-1', {cols} FROM orders \
          WHERE id = (SELECT min(id) FROM orders WHERE {ON_DAY})"
     );
-    assert_eq!(exec(&client, &ghost, &surplus_day).await, 1);
+    assert_eq!(exec(client, &ghost, &surplus_day).await, 1);
     let shown = eventually(Duration::from_secs(60), || async {
         let Ok(resp) = http.get(daemon.url("/status")).send().await else {
             return false;
@@ -424,18 +439,18 @@ async fn backfill_and_reset_routes_and_the_scheduled_audit() {
     );
 
     // The backfill route re-reads a range in the background, leaving the cursor.
-    let before = cursor(&client, "orders").await;
-    let since = db_now(&client).await;
+    let before = cursor(client, "orders").await;
+    let since = db_now(client).await;
     let (status, body) = post(&http, &url, Some(ADMIN_TOKEN), &good).await;
     assert_eq!(status, 202, "{body}");
     let ran = eventually(Duration::from_secs(60), || async {
-        succeeded_since(&client, since)
+        succeeded_since(client, since)
             .await
             .contains_key(&("shop-0".to_string(), "orders".to_string()))
     })
     .await;
     assert!(ran, "the backfill run succeeded\n{}", daemon.log_tail(30));
-    assert_eq!(cursor(&client, "orders").await, before);
+    assert_eq!(cursor(client, "orders").await, before);
 
     let (status, body) = post(
         &http,
@@ -445,7 +460,7 @@ async fn backfill_and_reset_routes_and_the_scheduled_audit() {
     )
     .await;
     assert_eq!(status, 200, "{body}");
-    assert_eq!(cursor(&client, "aftersales").await, None);
+    assert_eq!(cursor(client, "aftersales").await, None);
     assert_eq!(
         post(
             &http,
