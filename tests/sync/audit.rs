@@ -77,6 +77,12 @@ async fn exec(client: &tokio_postgres::Client, sql: &str, day: &str) -> u64 {
 
 const ON_DAY: &str = "(updated_at AT TIME ZONE 'UTC')::date = $1::text::date";
 
+/// Stored orders whose update time falls on UTC day `day`.
+async fn orders_on(client: &tokio_postgres::Client, day: &str) -> i64 {
+    let sql = format!("SELECT count(*) FROM orders WHERE {ON_DAY}");
+    client.query_one(&sql, &[&day]).await.expect(&sql).get(0)
+}
+
 /// Plants three kinds of gap on three different old days; returns those days.
 async fn plant_gaps(client: &tokio_postgres::Client) -> [String; 3] {
     let (deleted, stale, missing) = (
@@ -290,14 +296,7 @@ async fn backfill_and_reset_from_the_cli_and_their_refusals() {
         before,
         "backfill leaves the cursor"
     );
-    let back: i64 = client
-        .query_one(
-            &format!("SELECT count(*) FROM orders WHERE {ON_DAY}"),
-            &[&day],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let back = orders_on(client, &day).await;
     assert_eq!(back as u64, deleted, "the range is read again");
 
     let (code, out, err) = cli.run(&["reset", "--shop", "shop-0", "--stream", "orders", "--yes"]);
@@ -395,14 +394,7 @@ async fn backfill_and_reset_routes_and_the_scheduled_audit() {
         "the scheduled audit repaired the deleted day and reports the surplus\n{}",
         daemon.log_tail(30)
     );
-    let restored: i64 = client
-        .query_one(
-            &format!("SELECT count(*) FROM orders WHERE {ON_DAY}"),
-            &[&fixable],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let restored = orders_on(client, &fixable).await;
     assert!(restored > 0, "the deleted day is back");
     let health: serde_json::Value = http
         .get(daemon.url("/health"))
