@@ -252,7 +252,9 @@ async fn migrate(config: &Config) -> i32 {
         }
         Err(e) => {
             eprintln!("temu-sync: migrate failed: {e}");
-            if e.is_unavailable() {
+            if matches!(e, temu_sync::db::DbError::SchemaNewer { .. }) {
+                exit::CONFIG
+            } else if e.is_unavailable() {
                 exit::UNAVAILABLE
             } else {
                 exit::SOFTWARE

@@ -150,6 +150,10 @@ pub async fn run_with(
     let cause = tokio::select! {
         signal = shutdown_when => StopCause::Asked(signal),
         outcome = supervisor.finished() => StopCause::Supervisor(outcome),
+        refusal = shared.db.schema_guard().refused() => {
+            tracing::error!(error = %refusal, "refusing to run on a newer database schema");
+            StopCause::StartFailed(exit::CONFIG)
+        }
     };
     stop(&shared, &notifier, Some(supervisor), Some(server), cause).await
 }

@@ -73,6 +73,8 @@ pub fn render(rows: &[StreamStatus], now: DateTime<Utc>) -> String {
                 "running ({})",
                 cut(r.lease_owner.as_deref().unwrap_or("?"), 24)
             )
+        } else if r.backfill_reason.is_some() {
+            "backfill pending".to_string()
         } else {
             "idle".to_string()
         };
@@ -87,6 +89,7 @@ pub fn render(rows: &[StreamStatus], now: DateTime<Utc>) -> String {
             .parked_reason
             .as_deref()
             .or(r.last_error.as_deref())
+            .or(r.backfill_reason.as_deref())
             .map(|e| cut(e, 60))
             .unwrap_or_else(|| "-".to_string());
         table.push([

@@ -310,7 +310,7 @@ fn all_streams() -> Vec<Stream> {
 }
 
 /// Largest `sync.batch_size`: a batch is one multi-row `INSERT … ON CONFLICT`, and PostgreSQL takes
-/// at most 65 535 bind parameters a statement; the widest row today has 14 columns
+/// at most 65 535 bind parameters a statement; the widest row today has 19 columns
 /// (`order_items`), so 1 000 rows leave room for tables that grow (a child table's rows are
 /// inserted in statements of at most this many rows too).
 pub const MAX_BATCH_SIZE: usize = 1000;
@@ -362,6 +362,9 @@ pub struct SyncConfig {
     pub retry_backoff_max: Duration,
     #[serde(deserialize_with = "null_as_default")]
     pub intervals: SyncIntervals,
+    /// Which child orders the order calls ask for (`fulfillmentTypeList`); both by default, since
+    /// the API lists only seller-fulfilled children when the list is absent.
+    pub fulfillment_types: Vec<FulfillmentType>,
 }
 
 impl Default for SyncConfig {
@@ -382,6 +385,31 @@ impl Default for SyncConfig {
             retry_backoff_min: Duration::from_secs(30),
             retry_backoff_max: Duration::from_secs(600),
             intervals: SyncIntervals::default(),
+            fulfillment_types: FulfillmentType::ALL.to_vec(),
+        }
+    }
+}
+
+/// Who fulfils a child order, as the order calls name it in `fulfillmentTypeList` and
+/// `fulfillmentType`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
+pub enum FulfillmentType {
+    /// `fulfillBySeller`: the seller ships (the only children listed when the filter is absent).
+    #[serde(rename = "fulfillBySeller")]
+    Seller,
+    /// `fulfillByCooperativeWarehouse`: a cooperative warehouse ships.
+    #[serde(rename = "fulfillByCooperativeWarehouse")]
+    CooperativeWarehouse,
+}
+
+impl FulfillmentType {
+    pub const ALL: [FulfillmentType; 2] = [Self::Seller, Self::CooperativeWarehouse];
+
+    /// The API's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Seller => "fulfillBySeller",
+            Self::CooperativeWarehouse => "fulfillByCooperativeWarehouse",
         }
     }
 }

@@ -9,7 +9,7 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use super::error::{ConfigError, IssueOrigin};
-use super::model::{Config, DatabaseConfig, Stream, MAX_BATCH_SIZE};
+use super::model::{Config, DatabaseConfig, FulfillmentType, Stream, MAX_BATCH_SIZE};
 
 /// Most pooled database connections in all (`pool_size + max_overflow`): more than a PostgreSQL
 /// server is usually configured to accept (`max_connections` defaults to 100).
@@ -232,6 +232,7 @@ impl Config {
         positive(p, "sync.intervals.orders", s.intervals.orders);
         positive(p, "sync.intervals.products", s.intervals.products);
         positive(p, "sync.intervals.aftersales", s.intervals.aftersales);
+        fulfillment_types(p, &s.fulfillment_types);
     }
 
     fn validate_supervisor(&self, p: &mut Problems) {
@@ -520,5 +521,26 @@ fn not_above(p: &mut Problems, key: &str, d: Duration, other_key: &str, other: D
                 super::duration::format(other)
             ),
         ));
+    }
+}
+
+/// `sync.fulfillment_types`: at least one, each once (unknown values fail at parsing, naming the
+/// allowed ones).
+fn fulfillment_types(p: &mut Problems, types: &[FulfillmentType]) {
+    let allowed = FulfillmentType::ALL.map(FulfillmentType::as_str).join(", ");
+    if types.is_empty() {
+        p.push((
+            "sync.fulfillment_types".to_string(),
+            format!("must name at least one of: {allowed} (both fetch every child order)"),
+        ));
+    }
+    let mut seen = HashSet::new();
+    for t in types {
+        if !seen.insert(*t) {
+            p.push((
+                "sync.fulfillment_types".to_string(),
+                format!("{} is listed twice", t.as_str()),
+            ));
+        }
     }
 }

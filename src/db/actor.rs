@@ -169,6 +169,15 @@ impl DbState {
                 // Publish reachability now rather than at the next interval.
                 myself.send_message(DbMsg::Probe)?;
             }
+            Err(e @ DbError::SchemaNewer { .. }) => {
+                // Not retried: no migration ran, and sync runs wait for migrations_applied.
+                tracing::error!(error = %e, "database schema is newer than this binary");
+                self.args.health.update_db(|h| {
+                    h.last_error = Some(e.to_string());
+                    h.checked_at = Utc::now();
+                });
+                self.args.db.schema_guard().refuse(e.to_string());
+            }
             Err(e) => {
                 self.setup_failures += 1;
                 let cfg = self.args.db.config();

@@ -41,6 +41,14 @@ pub enum DbError {
     /// Applying the embedded migrations failed.
     #[error("database migration failed: {0}")]
     Migration(String),
+    /// The database has a migration this binary does not know: a newer temu-sync migrated it.
+    /// Never transient; the daemon and `migrate` exit 78.
+    #[error(
+        "the database schema is at version {database}, newer than this temu-sync knows \
+         (its newest migration is {known}); refusing to start so that an older daemon never \
+         writes into a newer schema: run the newer temu-sync, or restore the database"
+    )]
+    SchemaNewer { database: String, known: String },
     /// `owner` no longer holds the sync lease of (shop, stream): another daemon took it over.
     /// Returned from inside a transaction so that the work it guards rolls back.
     #[error("sync lease of shop {shop_id} / {stream} is no longer held by {owner}")]
@@ -79,7 +87,7 @@ impl DbError {
     pub fn is_transient(&self) -> bool {
         match self {
             DbError::Rejected { sqlstate, .. } => sqlstate::is_transient(sqlstate),
-            DbError::Config(_) => false,
+            DbError::Config(_) | DbError::SchemaNewer { .. } => false,
             DbError::Unavailable(_)
             | DbError::PoolTimeout(_)
             | DbError::Deadline { .. }

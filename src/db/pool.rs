@@ -51,6 +51,8 @@ struct Inner {
     connects: Arc<Connects>,
     /// Where checkout waits are recorded ([`Database::observed`]; none for CLI commands).
     metrics: Option<Metrics>,
+    /// A schema newer than this binary, once the database actor found one.
+    schema: super::migrate::SchemaGuard,
 }
 
 #[derive(Default)]
@@ -160,6 +162,11 @@ impl std::fmt::Debug for Counters {
 
 impl Database {
     /// A handle that records no metrics (CLI commands, tests).
+    /// Where a refusal of a newer schema is reported and awaited (shared by every clone).
+    pub fn schema_guard(&self) -> &super::migrate::SchemaGuard {
+        &self.inner.schema
+    }
+
     pub fn new(config: DatabaseConfig) -> Result<Self, DbError> {
         Self::build(config, None)
     }
@@ -179,6 +186,7 @@ impl Database {
                 counters: Arc::default(),
                 connects: Arc::default(),
                 metrics,
+                schema: Default::default(),
             }),
         })
     }

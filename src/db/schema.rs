@@ -40,10 +40,15 @@ diesel::table! {
         quantity -> Nullable<Int8>,
         original_quantity -> Nullable<Int8>,
         canceled_quantity_before_shipment -> Nullable<Int8>,
-        fulfillment_type -> Nullable<Int4>,
+        fulfillment_type -> Nullable<Text>,
         product_sku_id -> Nullable<Text>,
         product_id -> Nullable<Text>,
         ext_code -> Nullable<Text>,
+        inventory_deduction_warehouse_id -> Nullable<Text>,
+        inventory_deduction_warehouse_name -> Nullable<Text>,
+        order_payment_type -> Nullable<Text>,
+        labels -> Nullable<Jsonb>,
+        shipping_time -> Nullable<Timestamptz>,
     }
 }
 
@@ -61,6 +66,10 @@ diesel::table! {
         raw -> Jsonb,
         first_seen_at -> Timestamptz,
         last_synced_at -> Timestamptz,
+        parent_shipping_time -> Nullable<Timestamptz>,
+        latest_delivery_time -> Nullable<Timestamptz>,
+        labels -> Nullable<Jsonb>,
+        has_shipping_fee -> Nullable<Bool>,
     }
 }
 
@@ -138,6 +147,7 @@ diesel::table! {
         last_error_class -> Nullable<Text>,
         parked_reason -> Nullable<Text>,
         updated_at -> Timestamptz,
+        backfill_reason -> Nullable<Text>,
     }
 }
 

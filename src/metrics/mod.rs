@@ -347,6 +347,15 @@ impl Metrics {
         self.counter_add(names::API_ERRORS, &[("type", api), ("code", code)], 1);
     }
 
+    /// `records` records of `stream` carried `field` with a value of an undocumented type.
+    pub fn record_unexpected_field_type(&self, stream: &str, field: &str, records: u64) {
+        self.counter_add(
+            names::UNEXPECTED_FIELD_TYPES,
+            &[("stream", stream), ("field", field)],
+            records,
+        );
+    }
+
     pub fn record_api_retry(&self, api: &str) {
         self.counter_add(names::API_RETRIES, &[("type", api)], 1);
     }

@@ -18,6 +18,7 @@ pub const AUDIT_DIFFERENCES: &str = "temu_sync_audit_differences";
 pub const API_DURATION: &str = "temu_sync_api_request_duration_seconds";
 pub const API_ERRORS: &str = "temu_sync_api_errors_total";
 pub const API_RETRIES: &str = "temu_sync_api_retries_total";
+pub const UNEXPECTED_FIELD_TYPES: &str = "temu_sync_unexpected_field_types_total";
 pub const API_RATE_LIMIT_WAIT: &str = "temu_sync_api_rate_limit_wait_seconds";
 pub const API_CIRCUIT_STATE: &str = "temu_sync_api_circuit_state";
 pub const TOKEN_EXPIRY: &str = "temu_sync_token_expiry_timestamp_seconds";
@@ -75,6 +76,12 @@ pub const CATALOGUE: &[Series] = &[
         kind: Kind::Counter,
         unit: None,
         help: "Failed Temu API attempts, by API type and error code (Temu code, http_<status>, transport_<kind>, decode, circuit_open, pool_timeout).",
+    },
+    Series {
+        name: UNEXPECTED_FIELD_TYPES,
+        kind: Kind::Counter,
+        unit: None,
+        help: "API records with a field whose value is not of the documented JSON type (its typed column stays NULL; the raw JSON keeps it), by stream and field.",
     },
     Series {
         name: API_RETRIES,

@@ -19,6 +19,10 @@ pub use data::{GroundTruth, ShopTruth, SimApp, SimShopSpec};
 pub use faults::{Fault, FaultConfig, Latency};
 pub use server::{RequestRecord, SimHandle, SimStats, Simulator};
 
+/// Share of demo parent orders with cooperative-warehouse children (see
+/// [`SimShopSpec::cooperative_share`]).
+pub const DEMO_COOPERATIVE_SHARE: f64 = 0.3;
+
 /// Everything the simulator needs to start.
 #[derive(Debug, Clone)]
 pub struct SimConfig {
@@ -63,6 +67,7 @@ impl SimConfig {
                 orders,
                 products: (orders / 2).max(1),
                 aftersales: orders / 5,
+                cooperative_share: DEMO_COOPERATIVE_SHARE,
             })
             .collect();
         Self {

@@ -1,5 +1,6 @@
 //! Checking a database against the simulator's ground truth: every record present, at its
-//! latest version, with all its child rows, and nothing extra. Used by `temu-sync demo`, the
+//! latest version, with exactly its child rows (for an order: the same child order numbers, each
+//! with the same `fulfillmentType`), and nothing extra. Used by `temu-sync demo`, the
 //! end-to-end tests and the benchmarks.
 //!
 //! Owns: [`compare`] and [`Diff`], one step per stream. Must not: write to the database.
@@ -61,6 +62,23 @@ pub async fn compare(
     Ok(diff)
 }
 
+/// A truth order's children as `orderSn:fulfillmentType`.
+fn truth_children(item: &serde_json::Value) -> BTreeSet<String> {
+    item["orderList"]
+        .as_array()
+        .map(|children| {
+            children
+                .iter()
+                .map(|c| {
+                    let sn = c["orderSn"].as_str().unwrap_or_default();
+                    let kind = c["fulfillmentType"].as_str().unwrap_or("NULL");
+                    format!("{sn}:{kind}")
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// One shop's comparison, adding to the [`Diff`] of all shops.
 struct ShopCheck<'a> {
     client: &'a tokio_postgres::Client,
@@ -82,18 +100,24 @@ impl ShopCheck<'_> {
             .extend(keys.map(|k| format!("{shop}/{kind}/{k}")));
     }
 
-    /// Orders: every one present, at its latest update time and status, with all its items.
+    /// Orders: every one present, at its latest update time and status, with exactly its
+    /// child orders (`orderSn:fulfillmentType`, so a missing, extra or mistyped child shows).
     async fn orders(&mut self, t: &ShopTruth) -> Result<(), tokio_postgres::Error> {
         let rows = self
             .rows(
                 "SELECT o.parent_order_sn, extract(epoch from o.updated_at)::bigint, o.status, \
-                 (SELECT count(*) FROM order_items i WHERE i.order_id = o.id) \
+                 ARRAY(SELECT i.order_sn || ':' || coalesce(i.fulfillment_type, 'NULL') \
+                       FROM order_items i WHERE i.order_id = o.id) \
                  FROM orders o JOIN shops s ON s.id = o.shop_id WHERE s.name = $1",
             )
             .await?;
-        let mut db_orders: BTreeMap<String, (i64, Option<i32>, i64)> = BTreeMap::new();
+        let mut db_orders: BTreeMap<String, (i64, Option<i32>, BTreeSet<String>)> = BTreeMap::new();
         for r in &rows {
-            db_orders.insert(r.get(0), (r.get(1), r.get(2), r.get(3)));
+            let children: Vec<String> = r.get(3);
+            db_orders.insert(
+                r.get(0),
+                (r.get(1), r.get(2), children.into_iter().collect()),
+            );
         }
         let (shop, diff) = (self.shop, &mut *self.diff);
         for (sn, item) in &t.orders {
@@ -101,18 +125,19 @@ impl ShopCheck<'_> {
             let parent = &item["parentOrderMap"];
             let updated = parent["updateTime"].as_i64().unwrap_or_default();
             let status = parent["parentOrderStatus"].as_i64().map(|s| s as i32);
-            let items = item["orderList"].as_array().map_or(0, |a| a.len()) as i64;
+            let children = truth_children(item);
             match db_orders.remove(sn) {
                 None => diff.missing.push(format!("{shop}/order/{sn}")),
-                Some((u, s, n)) => {
+                Some((u, s, db_children)) => {
                     if u != updated || s != status {
                         diff.stale.push(format!(
                             "{shop}/order/{sn}: db {u}/{s:?} truth {updated}/{status:?}"
                         ));
                     }
-                    if n != items {
-                        diff.item_mismatch
-                            .push(format!("{shop}/order/{sn}: {n} vs {items}"));
+                    if db_children != children {
+                        diff.item_mismatch.push(format!(
+                            "{shop}/order/{sn}: db {db_children:?} truth {children:?}"
+                        ));
                     }
                 }
             }

@@ -13,6 +13,7 @@ use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel::upsert::excluded;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use serde_json::Value;
 
 use super::records::{OrderItemRecord, OrderRecord};
 use super::{
@@ -71,6 +72,10 @@ struct NewOrder<'a> {
     expect_ship_latest_time: Option<DateTime<Utc>>,
     region_id: Option<i64>,
     site_id: Option<i64>,
+    parent_shipping_time: Option<DateTime<Utc>>,
+    latest_delivery_time: Option<DateTime<Utc>>,
+    labels: Option<&'a Value>,
+    has_shipping_fee: Option<bool>,
     raw: &'a RawJson,
 }
 
@@ -86,10 +91,15 @@ struct NewOrderItem<'a> {
     quantity: Option<i64>,
     original_quantity: Option<i64>,
     canceled_quantity_before_shipment: Option<i64>,
-    fulfillment_type: Option<i32>,
+    fulfillment_type: Option<&'a str>,
     product_sku_id: Option<&'a str>,
     product_id: Option<&'a str>,
     ext_code: Option<&'a str>,
+    inventory_deduction_warehouse_id: Option<&'a str>,
+    inventory_deduction_warehouse_name: Option<&'a str>,
+    order_payment_type: Option<&'a str>,
+    labels: Option<&'a Value>,
+    shipping_time: Option<DateTime<Utc>>,
 }
 
 impl<'a> NewOrderItem<'a> {
@@ -104,10 +114,15 @@ impl<'a> NewOrderItem<'a> {
             quantity: item.quantity,
             original_quantity: item.original_quantity,
             canceled_quantity_before_shipment: item.canceled_quantity_before_shipment,
-            fulfillment_type: item.fulfillment_type,
+            fulfillment_type: item.fulfillment_type.as_deref(),
             product_sku_id: item.product_sku_id.as_deref(),
             product_id: item.product_id.as_deref(),
             ext_code: item.ext_code.as_deref(),
+            inventory_deduction_warehouse_id: item.inventory_deduction_warehouse_id.as_deref(),
+            inventory_deduction_warehouse_name: item.inventory_deduction_warehouse_name.as_deref(),
+            order_payment_type: item.order_payment_type.as_deref(),
+            labels: item.labels.as_ref(),
+            shipping_time: item.shipping_time,
         }
     }
 }
@@ -123,6 +138,10 @@ impl<'a> NewOrder<'a> {
             expect_ship_latest_time: r.expect_ship_latest_time,
             region_id: r.region_id,
             site_id: r.site_id,
+            parent_shipping_time: r.parent_shipping_time,
+            latest_delivery_time: r.latest_delivery_time,
+            labels: r.labels.as_ref(),
+            has_shipping_fee: r.has_shipping_fee,
             raw: &r.raw,
         }
     }
@@ -171,7 +190,7 @@ async fn upsert_order_rows(
             .set((
                 incoming!(orders:
                     status, order_time, updated_at, expect_ship_latest_time, region_id, site_id,
-                    raw,
+                    parent_shipping_time, latest_delivery_time, labels, has_shipping_fee, raw,
                 ),
                 orders::last_synced_at.eq(diesel::dsl::now),
             )),
@@ -223,7 +242,8 @@ async fn replace_order_items(
             .set(incoming!(order_items:
                 order_id, goods_id, sku_id, status, quantity, original_quantity,
                 canceled_quantity_before_shipment, fulfillment_type, product_sku_id, product_id,
-                ext_code,
+                ext_code, inventory_deduction_warehouse_id, inventory_deduction_warehouse_name,
+                order_payment_type, labels, shipping_time,
             ))
             .execute(conn)
             .await?;

@@ -69,13 +69,18 @@ pub struct OrderRecord {
     pub expect_ship_latest_time: Option<DateTime<Utc>>,
     pub region_id: Option<i64>,
     pub site_id: Option<i64>,
+    pub parent_shipping_time: Option<DateTime<Utc>>,
+    pub latest_delivery_time: Option<DateTime<Utc>>,
+    /// `parentOrderLabel` (`[{name, value}]`) when it is a list.
+    pub labels: Option<Value>,
+    pub has_shipping_fee: Option<bool>,
     /// The whole list item (`parentOrderMap` and `orderList`) as received.
     pub raw: RawJson,
     pub items: Vec<OrderItemRecord>,
 }
 
 /// A child order with its first product (`productList[0]`; the full list stays in the parent's raw).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct OrderItemRecord {
     pub order_sn: String,
     pub goods_id: Option<String>,
@@ -84,10 +89,18 @@ pub struct OrderItemRecord {
     pub quantity: Option<i64>,
     pub original_quantity: Option<i64>,
     pub canceled_quantity_before_shipment: Option<i64>,
-    pub fulfillment_type: Option<i32>,
+    /// `fulfillBySeller` or `fulfillByCooperativeWarehouse` (other strings kept as sent).
+    pub fulfillment_type: Option<String>,
     pub product_sku_id: Option<String>,
     pub product_id: Option<String>,
     pub ext_code: Option<String>,
+    pub inventory_deduction_warehouse_id: Option<String>,
+    pub inventory_deduction_warehouse_name: Option<String>,
+    /// `COD` or `PPD`.
+    pub order_payment_type: Option<String>,
+    /// `orderLabel` (`[{name, value}]`) when it is a list.
+    pub labels: Option<Value>,
+    pub shipping_time: Option<DateTime<Utc>>,
 }
 
 /// A product (goods) and its SKUs, ready for [`super::upsert_products`].
@@ -152,6 +165,12 @@ impl OrderRecord {
                 .optional_time("expectShipLatestTime", parent.expect_ship_latest_time)?,
             region_id: parent.region_id,
             site_id: parent.site_id,
+            parent_shipping_time: ctx
+                .optional_time("parentShippingTime", parent.parent_shipping_time)?,
+            latest_delivery_time: ctx
+                .optional_time("latestDeliveryTime", parent.latest_delivery_time)?,
+            labels: json_list(parent.parent_order_label.as_ref()),
+            has_shipping_fee: parent.has_shipping_fee,
             raw: RawJson::new(item.raw.clone()),
             items,
             parent_order_sn: sn,
@@ -169,10 +188,18 @@ fn order_item(ctx: &Ctx<'_>, child: &Order) -> Result<OrderItemRecord, RecordErr
         quantity: child.quantity,
         original_quantity: child.original_order_quantity,
         canceled_quantity_before_shipment: child.canceled_quantity_before_shipment,
-        fulfillment_type: ctx.int4("fulfillmentType", child.fulfillment_type)?,
+        fulfillment_type: child.fulfillment_type.as_deref().map(scrub),
         product_sku_id: product.and_then(|p| id_text(p.product_sku_id.as_ref())),
         product_id: product.and_then(|p| id_text(p.product_id.as_ref())),
         ext_code: product.and_then(|p| p.ext_code.as_deref().map(scrub)),
+        inventory_deduction_warehouse_id: id_text(child.inventory_deduction_warehouse_id.as_ref()),
+        inventory_deduction_warehouse_name: child
+            .inventory_deduction_warehouse_name
+            .as_deref()
+            .map(scrub),
+        order_payment_type: child.order_payment_type.as_deref().map(scrub),
+        labels: json_list(child.order_label.as_ref()),
+        shipping_time: ctx.optional_time("orderShippingTime", child.order_shipping_time)?,
         order_sn,
     })
 }
@@ -320,6 +347,11 @@ fn required_key(
 
 fn id_text(id: Option<&Id>) -> Option<String> {
     id.map(|id| scrub(id.as_str()))
+}
+
+/// A label list kept as JSON when it is a list (another shape is counted by `temu::fields`).
+fn json_list(value: Option<&Value>) -> Option<Value> {
+    value.filter(|v| v.is_array()).cloned().map(scrub_json)
 }
 
 /// A price sent as a JSON number or a decimal string.

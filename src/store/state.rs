@@ -193,7 +193,8 @@ pub async fn advance_cursor(
     }
 }
 
-/// Records a successful run: `last_success_at = now()`, the last error cleared.
+/// Records a successful run: `last_success_at = now()`, the last error and a pending
+/// re-backfill's reason (`backfill_reason`, set by an upgrade) cleared.
 pub async fn record_success(
     conn: &mut AsyncPgConnection,
     shop_id: i64,
@@ -211,6 +212,7 @@ pub async fn record_success(
             sync_state::last_success_at.eq(diesel::dsl::now),
             sync_state::last_error.eq(None::<String>),
             sync_state::last_error_class.eq(None::<String>),
+            sync_state::backfill_reason.eq(None::<String>),
             sync_state::updated_at.eq(diesel::dsl::now),
         ))
         .execute(conn)

@@ -27,6 +27,9 @@ pub struct StreamStatus {
     pub last_error: Option<String>,
     pub last_error_class: Option<String>,
     pub parked_reason: Option<String>,
+    /// Non-null: the stream backfills `initial_window` once more, for this reason (an upgrade);
+    /// cleared by its next successful run.
+    pub backfill_reason: Option<String>,
     /// The most recently started run.
     pub last_run: Option<RunSummary>,
 }
@@ -71,6 +74,8 @@ struct Row {
     last_error_class: Option<String>,
     #[diesel(sql_type = Nullable<Text>)]
     parked_reason: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    backfill_reason: Option<String>,
     #[diesel(sql_type = Nullable<BigInt>)]
     run_id: Option<i64>,
     #[diesel(sql_type = Nullable<Text>)]
@@ -103,7 +108,7 @@ struct Row {
 
 const STATUS_SQL: &str = "
 SELECT sh.name AS shop, s.shop_id, s.stream, s.cursor, s.lease_owner, s.lease_expires_at,
-       s.last_success_at, s.last_error, s.last_error_class, s.parked_reason,
+       s.last_success_at, s.last_error, s.last_error_class, s.parked_reason, s.backfill_reason,
        r.id AS run_id, r.instance_id AS run_instance_id, r.status AS run_status,
        r.window_start AS run_window_start, r.window_end AS run_window_end,
        r.pages AS run_pages, r.records_seen AS run_records_seen, r.inserted AS run_inserted,
@@ -164,6 +169,7 @@ impl TryFrom<Row> for StreamStatus {
             last_error: r.last_error,
             last_error_class: r.last_error_class,
             parked_reason: r.parked_reason,
+            backfill_reason: r.backfill_reason,
             last_run,
         })
     }

@@ -16,6 +16,7 @@ pub mod actor;
 pub mod circuit;
 pub mod client;
 pub mod envelope;
+pub mod fields;
 pub mod model;
 pub mod redact;
 pub mod shop;

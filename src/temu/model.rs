@@ -57,6 +57,37 @@ fn lenient_i64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error>
     })
 }
 
+/// A text that must arrive as a string; any other shape is `None` in the typed value (the raw
+/// JSON keeps it, and [`super::fields`] counts and logs it: never silently).
+fn lenient_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    Ok(match Option::<Value>::deserialize(d)? {
+        Some(Value::String(s)) => Some(s),
+        _ => None,
+    })
+}
+
+/// An id that may arrive as a number or a string; any other shape is `None` (and counted).
+fn lenient_id<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Id>, D::Error> {
+    Ok(match Option::<Value>::deserialize(d)? {
+        Some(Value::String(s)) => Some(Id(s)),
+        Some(Value::Number(n)) => Some(Id(n.to_string())),
+        _ => None,
+    })
+}
+
+/// A boolean that may arrive as `true`/`false` or `0`/`1`; any other shape is `None` (and counted).
+fn lenient_bool<'de, D: Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
+    Ok(match Option::<Value>::deserialize(d)? {
+        Some(Value::Bool(b)) => Some(b),
+        Some(Value::Number(n)) => match n.as_i64() {
+            Some(0) => Some(false),
+            Some(1) => Some(true),
+            _ => None,
+        },
+        _ => None,
+    })
+}
+
 // ---------------------------------------------------------------------------------------------
 // Orders
 
@@ -85,6 +116,21 @@ pub struct OrderListRequest {
     /// `updateTime` or `createTime` (descending).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sortby: Option<String>,
+    /// Which child orders to list (`fulfillBySeller`, `fulfillByCooperativeWarehouse`). Absent or
+    /// empty means seller-fulfilled only: a parent whose children a cooperative warehouse ships
+    /// is then not listed at all. The sync always sends `sync.fulfillment_types`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fulfillment_type_list: Option<Vec<String>>,
+}
+
+/// `fulfillmentTypeList` naming `types` (the API's spelling of each).
+pub fn fulfillment_type_list(types: &[crate::config::FulfillmentType]) -> Option<Vec<String>> {
+    Some(types.iter().map(|t| t.as_str().to_string()).collect())
+}
+
+/// `fulfillmentTypeList` naming every type: all child orders, every parent.
+pub fn every_fulfillment_type() -> Option<Vec<String>> {
+    fulfillment_type_list(&crate::config::FulfillmentType::ALL)
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -125,6 +171,19 @@ pub struct ParentOrder {
     pub region_id: Option<i64>,
     #[serde(default, deserialize_with = "lenient_i64")]
     pub site_id: Option<i64>,
+    /// When the parent was shipped (seconds).
+    #[serde(default, deserialize_with = "lenient_i64")]
+    pub parent_shipping_time: Option<i64>,
+    #[serde(default, deserialize_with = "lenient_i64")]
+    pub latest_delivery_time: Option<i64>,
+    /// `[{name, value}]`, e.g. `soon_to_be_overdue`; kept as JSON.
+    #[serde(default)]
+    pub parent_order_label: Option<Value>,
+    /// List of strings, e.g. `SUGGEST_SIGNATURE_ON_DELIVERY`; kept as JSON.
+    #[serde(default)]
+    pub fulfillment_warning: Option<Value>,
+    #[serde(default, deserialize_with = "lenient_bool")]
+    pub has_shipping_fee: Option<bool>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
@@ -145,8 +204,25 @@ pub struct Order {
     pub original_order_quantity: Option<i64>,
     #[serde(default, deserialize_with = "lenient_i64")]
     pub canceled_quantity_before_shipment: Option<i64>,
+    /// `fulfillBySeller` or `fulfillByCooperativeWarehouse` (a string, not a number).
+    #[serde(default, deserialize_with = "lenient_string")]
+    pub fulfillment_type: Option<String>,
+    /// The warehouse the stock is taken from (a string; numbers are kept as text).
+    #[serde(default, deserialize_with = "lenient_id")]
+    pub inventory_deduction_warehouse_id: Option<Id>,
+    #[serde(default, deserialize_with = "lenient_string")]
+    pub inventory_deduction_warehouse_name: Option<String>,
+    /// `COD` or `PPD`.
+    #[serde(default, deserialize_with = "lenient_string")]
+    pub order_payment_type: Option<String>,
+    /// `[{name, value}]`, e.g. `customized_products`; kept as JSON.
+    #[serde(default)]
+    pub order_label: Option<Value>,
+    /// When the child was shipped (seconds).
     #[serde(default, deserialize_with = "lenient_i64")]
-    pub fulfillment_type: Option<i64>,
+    pub order_shipping_time: Option<i64>,
+    #[serde(default, deserialize_with = "lenient_string")]
+    pub goods_name: Option<String>,
     #[serde(default, deserialize_with = "null_as_empty")]
     pub product_list: Vec<OrderProduct>,
     #[serde(flatten)]
@@ -160,7 +236,7 @@ pub struct OrderProduct {
     pub product_sku_id: Option<Id>,
     #[serde(default)]
     pub product_id: Option<Id>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient_string")]
     pub ext_code: Option<String>,
     #[serde(default, deserialize_with = "lenient_i64")]
     pub sold_factor: Option<i64>,
@@ -173,6 +249,9 @@ pub struct OrderProduct {
 #[serde(rename_all = "camelCase")]
 pub struct OrderDetailRequest {
     pub parent_order_sn: String,
+    /// As in [`OrderListRequest::fulfillment_type_list`]: absent means seller-fulfilled children only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fulfillment_type_list: Option<Vec<String>>,
 }
 
 /// The detail of one parent order (same record shape as a list item; extra fields kept).

@@ -170,3 +170,20 @@ fn migrate_against_an_unreachable_database_exits_69() {
     assert_eq!(out.status.code(), Some(69), "{}", stderr(&out));
     assert!(stderr(&out).contains("unavailable"), "{}", stderr(&out));
 }
+
+#[test]
+fn unknown_fulfillment_type_exits_78_naming_key_value_and_allowed_values() {
+    let yaml = "sync:\n  fulfillment_types: [fulfillBySeller, fulfillByDrone]\n";
+    let out = run_with(yaml, &["check-config"], &[]);
+    assert_eq!(out.status.code(), Some(78));
+    let err = stderr(&out);
+    assert!(err.contains("sync.fulfillment_types"), "{err}");
+    assert!(err.contains("fulfillByDrone"), "{err}");
+    assert!(
+        err.contains("fulfillBySeller") && err.contains("fulfillByCooperativeWarehouse"),
+        "names the allowed values: {err}"
+    );
+    let out = run_with("sync:\n  fulfillment_types: []\n", &["check-config"], &[]);
+    assert_eq!(out.status.code(), Some(78));
+    assert!(stderr(&out).contains("at least one"), "{}", stderr(&out));
+}

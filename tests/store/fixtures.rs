@@ -39,7 +39,7 @@ pub fn order_json(sn: &str, update_time: i64, status: i64, children: &[&str]) ->
             json!({
                 "orderSn": c, "goodsId": 601, "skuId": "17", "orderStatus": status,
                 "quantity": 2, "originalOrderQuantity": 2, "canceledQuantityBeforeShipment": 0,
-                "fulfillmentType": 0,
+                "fulfillmentType": "fulfillBySeller",
                 "productList": [{"productSkuId": 17, "productId": "601", "extCode": "EXT-1",
                                  "soldFactor": 1}, {"productSkuId": 18}]
             })

@@ -16,3 +16,4 @@ mod products;
 mod raw_json;
 mod runs;
 mod schema;
+mod upgrade;

@@ -157,3 +157,189 @@ async fn database_going_away_mid_run_and_back_loses_nothing() {
     );
     assert_matches_truth(&client, &sim, &daemon).await;
 }
+
+/// Missing parents and children of a comparison: (parents missing, parents with a wrong child
+/// set, children missing or mistyped).
+fn fulfilment_losses(diff: &temu_sync::sim::verify::Diff, sim: &Sim) -> (usize, usize, usize) {
+    let truth = sim.handle.ground_truth();
+    let children_of = |sn: &str| -> usize {
+        truth.shops["shop-0"].orders[sn]["orderList"]
+            .as_array()
+            .map_or(0, |c| c.len())
+    };
+    let missing_children: usize = diff
+        .missing
+        .iter()
+        .filter_map(|k| k.strip_prefix("shop-0/order/"))
+        .map(children_of)
+        .sum();
+    // A mismatch reads `shop/order/sn: db {...} truth {...}`: count truth children not in db.
+    let mismatched_children: usize = diff
+        .item_mismatch
+        .iter()
+        .map(|m| {
+            let (db, truth) = m.split_once(" truth ").unwrap_or((m, ""));
+            truth
+                .split('"')
+                .skip(1)
+                .step_by(2)
+                .filter(|c| !db.contains(&format!("\"{c}\"")))
+                .count()
+        })
+        .sum();
+    let parents_missing = diff
+        .missing
+        .iter()
+        .filter(|k| k.starts_with("shop-0/order/"))
+        .count();
+    (
+        parents_missing,
+        diff.item_mismatch.len(),
+        missing_children + mismatched_children,
+    )
+}
+
+/// Cooperative-warehouse orders (30 % of the simulator's parents: half entirely, half mixed):
+/// asking only for seller-fulfilled children — what every version before `sync.fulfillment_types`
+/// did, since the API's default is seller-only — loses whole parents and children of mixed ones.
+/// The upgrade's re-backfill (cursor cleared, as the 2026-12-05 migration does) and the default
+/// types then bring the database to the ground truth, each parent with exactly its children,
+/// while orders change during the walk and the API fails at a high rate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cooperative_warehouse_orders_arrive_with_their_exact_children() {
+    let (db, sim) = setup("e2e_coop", 1200).await;
+    let truth = sim.handle.ground_truth();
+    let orders = &truth.shops["shop-0"].orders;
+    let coop = |o: &&serde_json::Value| {
+        o["orderList"].as_array().is_some_and(|c| {
+            c.iter()
+                .any(|c| c["fulfillmentType"] == "fulfillByCooperativeWarehouse")
+        })
+    };
+    let with_coop = orders.values().filter(coop).count();
+    let children: usize = orders
+        .values()
+        .map(|o| o["orderList"].as_array().map_or(0, |c| c.len()))
+        .sum();
+    assert!(
+        with_coop * 5 > orders.len(),
+        "about 30 % use a cooperative warehouse"
+    );
+
+    // Before: the old request (seller-fulfilled only).
+    let mut old = options(&db, &sim);
+    old.extra_sync = "  fulfillment_types: [fulfillBySeller]\n".to_string();
+    let daemon = Daemon::start(&sim, &old);
+    let client = wait_for_client(&db).await;
+    let t0 = chrono::DateTime::<chrono::Utc>::UNIX_EPOCH;
+    assert!(
+        wait_for_complete_round(&client, &sim, t0, Duration::from_secs(90)).await,
+        "seller-only sync did not complete\n{}",
+        daemon.log_tail(40)
+    );
+    let before = compare(&client, &sim).await;
+    let (lost_parents, wrong_sets, lost_children) = fulfilment_losses(&before, &sim);
+    println!(
+        "seller-only (no fulfillmentTypeList): {} parents, {} with cooperative children, \
+         {} children; missing {lost_parents} parents ({:.1} %), {wrong_sets} parents with a \
+         wrong child set, {lost_children} children missing ({:.1} %)",
+        orders.len(),
+        with_coop,
+        children,
+        100.0 * lost_parents as f64 / orders.len() as f64,
+        100.0 * lost_children as f64 / children as f64,
+    );
+    assert!(lost_parents > 0 && wrong_sets > 0, "{}", before.summary());
+    let mut daemon = daemon;
+    assert_eq!(daemon.terminate(Duration::from_secs(20)), Some(Some(0)));
+
+    // The upgrade: one re-backfill, then the default types, under drift and faults.
+    client
+        .execute(
+            "UPDATE sync_state SET cursor = NULL, backfill_reason = 'upgrade' WHERE stream = 'orders'",
+            &[],
+        )
+        .await
+        .unwrap();
+    sim.handle.set_mutation_rate(0.3);
+    sim.handle.set_faults(FaultConfig {
+        system_error: 0.05,
+        http_503: 0.05,
+        reset: 0.03,
+        ..FaultConfig::default()
+    });
+    let since = db_now(&client).await;
+    let daemon = Daemon::start(&sim, &options(&db, &sim));
+    assert!(
+        wait_for_complete_round(&client, &sim, since, Duration::from_secs(150)).await,
+        "sync after the upgrade did not complete\n{}",
+        daemon.log_tail(40)
+    );
+    sim.handle.set_mutation_rate(0.0);
+    sim.handle.set_faults(FaultConfig::none());
+    assert_matches_truth(&client, &sim, &daemon).await;
+    let after = compare(&client, &sim).await;
+    println!(
+        "both types (default): missing {} parents, {} wrong child sets, checked {}",
+        after.missing.len(),
+        after.item_mismatch.len(),
+        after.checked
+    );
+    let pending: i64 = client
+        .query_one(
+            "SELECT count(*) FROM sync_state WHERE backfill_reason IS NOT NULL",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(pending, 0, "the re-backfill's success cleared its reason");
+    let warehouses: i64 = client
+        .query_one(
+            "SELECT count(DISTINCT inventory_deduction_warehouse_id) FROM order_items \
+             WHERE fulfillment_type = 'fulfillByCooperativeWarehouse'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(
+        warehouses >= 1,
+        "the cooperative warehouses are typed columns"
+    );
+}
+
+/// A database migrated by a newer temu-sync: the daemon refuses to run on it (exit 78, naming
+/// both versions) and writes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_daemon_refuses_a_schema_newer_than_it_knows() {
+    let (db, _handle) = temu_sync::testkit::TestDatabase::migrated("e2e_newer")
+        .await
+        .expect("database");
+    let sim = Sim::start(temu_sync::sim::SimConfig::demo(7, 1, 50)).await;
+    let client = pg(&db).await;
+    client
+        .execute(
+            "INSERT INTO __diesel_schema_migrations (version) VALUES ('29991231000001')",
+            &[],
+        )
+        .await
+        .unwrap();
+    let mut daemon = Daemon::start(&sim, &options(&db, &sim));
+    let exit = daemon.wait_exit(Duration::from_secs(30));
+    assert_eq!(exit, Some(Some(78)), "{}", daemon.log_tail(30));
+    let log = daemon.log();
+    assert!(log.contains("29991231000001"), "{}", daemon.log_tail(30));
+    let known = temu_sync::db::migrate::known_versions();
+    assert!(
+        log.contains(known.last().unwrap()),
+        "{}",
+        daemon.log_tail(30)
+    );
+    let shops: i64 = client
+        .query_one("SELECT count(*) FROM shops", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(shops, 0, "nothing was written");
+}

@@ -53,6 +53,7 @@ async fn paging_is_sorted_capped_and_closed_interval() {
     let big = OrderListRequest {
         page_number: 1,
         page_size: 500,
+        fulfillment_type_list: every_fulfillment_type(),
         ..Default::default()
     };
     let r = client
@@ -69,6 +70,7 @@ async fn paging_is_sorted_capped_and_closed_interval() {
         let req = OrderListRequest {
             page_number: n,
             page_size: 100,
+            fulfillment_type_list: every_fulfillment_type(),
             ..Default::default()
         };
         let r = client
@@ -92,6 +94,7 @@ async fn paging_is_sorted_capped_and_closed_interval() {
         page_size: 100,
         update_at_start: Some(t),
         update_at_end: Some(t),
+        fulfillment_type_list: every_fulfillment_type(),
         ..Default::default()
     };
     let r = client
@@ -108,6 +111,7 @@ async fn paging_is_sorted_capped_and_closed_interval() {
         page_number: 1,
         page_size: 10,
         update_at_start: Some(t),
+        fulfillment_type_list: every_fulfillment_type(),
         ..Default::default()
     };
     assert!(client.list_orders(&shop0, &req).await.is_err());
@@ -123,6 +127,7 @@ async fn live_mutation_makes_naive_paging_drift_and_ground_truth_follows() {
         let req = OrderListRequest {
             page_number: n,
             page_size: 50,
+            fulfillment_type_list: every_fulfillment_type(),
             ..Default::default()
         };
         let r = client
@@ -177,6 +182,7 @@ async fn simulator_enforces_qps_per_app_key() {
                 &OrderListRequest {
                     page_number: 1,
                     page_size: 5,
+                    fulfillment_type_list: every_fulfillment_type(),
                     ..Default::default()
                 },
             )
@@ -266,6 +272,7 @@ async fn slow_calls_leave_pings_answered(
                 &OrderListRequest {
                     page_number: 1,
                     page_size: 10,
+                    fulfillment_type_list: every_fulfillment_type(),
                     ..Default::default()
                 },
             )
@@ -366,4 +373,112 @@ async fn respawn_checks_through_the_same_client(
         .await
         .unwrap()
         .unwrap();
+}
+
+/// `fulfillmentTypeList` as documented: absent or empty lists seller-fulfilled children only
+/// (a parent without one is not listed), one type lists only those children, both list all;
+/// the detail call filters the same way; an unknown value is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fulfillment_type_list_selects_children_as_documented() {
+    let (sim, _cfg, client) = sim_and_client(41, 300, 1000, |_, tune| tune.rate_burst = 50).await;
+    let shop0 = shop_of(&client, "shop-0");
+    let truth = sim.ground_truth().shops["shop-0"].clone();
+    let list = |types: Option<Vec<String>>| {
+        let (client, shop0) = (client.clone(), shop0.clone());
+        async move {
+            let mut children: BTreeSet<(String, String)> = BTreeSet::new();
+            let mut parents = 0;
+            for n in 1..=3 {
+                let req = OrderListRequest {
+                    page_number: n,
+                    page_size: 100,
+                    fulfillment_type_list: types.clone(),
+                    ..Default::default()
+                };
+                let r = client
+                    .list_orders(&shop0, &req)
+                    .await
+                    .unwrap()
+                    .result
+                    .unwrap();
+                parents += r.page_items.len();
+                for item in &r.page_items {
+                    assert!(
+                        !item.order_list.is_empty(),
+                        "a listed parent has a listed child"
+                    );
+                    for c in &item.order_list {
+                        let kind = c.fulfillment_type.clone().unwrap();
+                        children.insert((c.order_sn.clone(), kind));
+                    }
+                }
+            }
+            (parents, children)
+        }
+    };
+    let kinds: Vec<&str> = truth
+        .orders
+        .values()
+        .flat_map(|o| o["orderList"].as_array().unwrap().iter())
+        .map(|c| c["fulfillmentType"].as_str().unwrap())
+        .collect();
+    let sellers = kinds.iter().filter(|k| **k == "fulfillBySeller").count();
+    let (p_default, c_default) = list(None).await;
+    let (p_empty, c_empty) = list(Some(vec![])).await;
+    let (p_coop, c_coop) = list(Some(vec!["fulfillByCooperativeWarehouse".into()])).await;
+    let (p_all, c_all) = list(every_fulfillment_type()).await;
+    assert_eq!(c_default, c_empty);
+    assert_eq!(p_default, p_empty);
+    assert_eq!(c_default.len(), sellers);
+    assert!(c_default.iter().all(|(_, k)| k == "fulfillBySeller"));
+    assert!(c_coop
+        .iter()
+        .all(|(_, k)| k == "fulfillByCooperativeWarehouse"));
+    assert_eq!(c_all.len(), kinds.len());
+    assert_eq!(p_all, truth.orders.len());
+    assert!(
+        p_default < p_all && p_coop < p_all,
+        "{p_default} {p_coop} {p_all}"
+    );
+    assert_eq!(c_default.len() + c_coop.len(), c_all.len());
+
+    // The detail of an all-cooperative parent: not found seller-only, whole with both types.
+    let all_coop = truth
+        .orders
+        .iter()
+        .find(|(_, o)| {
+            o["orderList"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|c| c["fulfillmentType"] == "fulfillByCooperativeWarehouse")
+        })
+        .map(|(sn, _)| sn.clone())
+        .expect("an all-cooperative parent");
+    let detail = |types: Option<Vec<String>>| OrderDetailRequest {
+        parent_order_sn: all_coop.clone(),
+        fulfillment_type_list: types,
+    };
+    assert!(client.order_detail(&shop0, &detail(None)).await.is_err());
+    let whole = client
+        .order_detail(&shop0, &detail(every_fulfillment_type()))
+        .await
+        .unwrap()
+        .result
+        .unwrap();
+    assert_eq!(
+        whole.order_list.len(),
+        truth.orders[&all_coop]["orderList"]
+            .as_array()
+            .unwrap()
+            .len()
+    );
+    let bad = OrderListRequest {
+        page_number: 1,
+        page_size: 10,
+        fulfillment_type_list: Some(vec!["fulfillByDrone".into()]),
+        ..Default::default()
+    };
+    let e = client.list_orders(&shop0, &bad).await.unwrap_err();
+    assert_eq!(e.code(), Some(2_000_000), "{e:?}");
 }

@@ -181,7 +181,7 @@ async fn psql_baseline(source: &TestDatabase, dir: &Path) -> Baseline {
            SELECT * FROM s_orders\n\
            ON CONFLICT (shop_id, parent_order_sn) DO UPDATE SET status = excluded.status, order_time = excluded.order_time, updated_at = excluded.updated_at, expect_ship_latest_time = excluded.expect_ship_latest_time, region_id = excluded.region_id, site_id = excluded.site_id, raw = excluded.raw, last_synced_at = now()\n\
            WHERE orders.updated_at < excluded.updated_at OR (orders.updated_at = excluded.updated_at AND orders.raw IS DISTINCT FROM excluded.raw);\n\
-         CREATE TEMP TABLE s_items (shop_id bigint, parent_order_sn text, order_sn text, goods_id text, sku_id text, status int, quantity bigint, original_quantity bigint, canceled_quantity_before_shipment bigint, fulfillment_type int, product_sku_id text, product_id text, ext_code text);\n\
+         CREATE TEMP TABLE s_items (shop_id bigint, parent_order_sn text, order_sn text, goods_id text, sku_id text, status int, quantity bigint, original_quantity bigint, canceled_quantity_before_shipment bigint, fulfillment_type text, product_sku_id text, product_id text, ext_code text);\n\
          \\copy s_items FROM '{items}'\n\
          INSERT INTO order_items (order_id, shop_id, order_sn, goods_id, sku_id, status, quantity, original_quantity, canceled_quantity_before_shipment, fulfillment_type, product_sku_id, product_id, ext_code)\n\
            SELECT o.id, s.shop_id, s.order_sn, s.goods_id, s.sku_id, s.status, s.quantity, s.original_quantity, s.canceled_quantity_before_shipment, s.fulfillment_type, s.product_sku_id, s.product_id, s.ext_code\n\

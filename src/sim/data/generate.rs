@@ -3,9 +3,14 @@
 //!
 //! Owns: [`ShopData::generate`]. The same seed gives the same data: the steps draw from one
 //! random generator in a fixed order (products, then orders, then after-sales), so do not
-//! reorder the draws. Must not: read the clock (`now` is passed in).
+//! reorder the draws. Who fulfils each child (and its warehouse, payment type, labels, shipping
+//! time) is drawn from a second generator, so adding those fields left the other data of a seed
+//! as it was. Must not: read the clock (`now` is passed in).
 
-use super::{AfterSale, ChildOrder, ParentOrder, Product, ShopData, SimShopSpec, Sku};
+use super::{
+    is_shipped, AfterSale, ChildOrder, ParentOrder, Product, ShopData, SimShopSpec, Sku,
+    FULFIL_BY_COOPERATIVE_WAREHOUSE, FULFIL_BY_SELLER,
+};
 
 const COLORS: [&str; 5] = ["Black", "White", "Red", "Blue", "Green"];
 const SIZES: [&str; 4] = ["S", "M", "L", "XL"];
@@ -30,6 +35,8 @@ impl ShopData {
     pub fn generate(spec: SimShopSpec, seed: u64, now: i64, history_secs: i64) -> Self {
         let mut g = Generator {
             rng: fastrand::Rng::with_seed(seed),
+            fulfil: fastrand::Rng::with_seed(seed ^ 0xC0_0B_EA_E5_u64),
+            cooperative_share: spec.cooperative_share.clamp(0.0, 1.0),
             mall: spec.mall_id % 1000,
             now,
             history: history_secs.max(3600),
@@ -52,6 +59,9 @@ impl ShopData {
 /// One shop's draws: every record takes from the same generator, in order.
 struct Generator {
     rng: fastrand::Rng,
+    /// Fulfilment draws (see the module doc).
+    fulfil: fastrand::Rng,
+    cooperative_share: f64,
     /// The last three digits of the shop's mall id, which make its numbers unique.
     mall: i64,
     /// Unix seconds; everything generated is older.
@@ -111,16 +121,54 @@ impl Generator {
                     status,
                     quantity: rng.i64(1..4),
                     ext_code: format!("EXT-{i}-{k}"),
+                    fulfillment_type: FULFIL_BY_SELLER,
+                    warehouse: (format!("WH-{mall}-S"), "Seller warehouse".to_string()),
+                    payment_type: "PPD",
+                    labels: Vec::new(),
                 }
             })
             .collect();
-        ParentOrder {
+        let mut order = ParentOrder {
             sn: format!("PO-211-{:014}", mall * 100_000_000 + i as i64),
             status,
             created,
             updated,
             expect_ship_latest: created + 3 * 86_400,
+            shipped: 0,
             children,
+        };
+        self.fulfilment(&mut order);
+        order
+    }
+
+    /// Who fulfils `order`'s children: a `cooperative_share` of parents use a cooperative
+    /// warehouse, half of them for every child, half for all but the first; and the other
+    /// attributes sellers filter by.
+    fn fulfilment(&mut self, order: &mut ParentOrder) {
+        let f = &mut self.fulfil;
+        if f.f64() < self.cooperative_share {
+            let all = order.children.len() == 1 || f.bool();
+            let warehouse = f.u32(1..=3);
+            for (k, child) in order.children.iter_mut().enumerate() {
+                if all || k > 0 {
+                    child.fulfillment_type = FULFIL_BY_COOPERATIVE_WAREHOUSE;
+                    child.warehouse = (
+                        format!("WH-COOP-{warehouse}"),
+                        format!("Cooperative warehouse {warehouse}"),
+                    );
+                }
+            }
+        }
+        for child in &mut order.children {
+            if f.u32(..10) == 0 {
+                child.payment_type = "COD";
+            }
+            if f.u32(..8) == 0 {
+                child.labels.push("customized_products");
+            }
+        }
+        if is_shipped(order.status) {
+            order.shipped = (order.created + f.i64(3600..2 * 86_400)).min(order.updated);
         }
     }
 

@@ -39,10 +39,19 @@ pub struct SimShopSpec {
     pub orders: usize,
     pub products: usize,
     pub aftersales: usize,
+    /// Share of parent orders (0.0 to 1.0) with children a cooperative warehouse fulfils: half of
+    /// them entirely (the API does not list such a parent unless asked for
+    /// `fulfillByCooperativeWarehouse`), half mixed with seller-fulfilled children.
+    pub cooperative_share: f64,
 }
 
 /// A business error of a query: (errorCode, errorMsg).
 pub type QueryError = (i64, String);
+
+/// `fulfillmentType` of a child fulfilled by the seller.
+pub const FULFIL_BY_SELLER: &str = "fulfillBySeller";
+/// `fulfillmentType` of a child fulfilled by a cooperative warehouse.
+pub const FULFIL_BY_COOPERATIVE_WAREHOUSE: &str = "fulfillByCooperativeWarehouse";
 
 #[derive(Debug, Clone)]
 struct ChildOrder {
@@ -52,6 +61,14 @@ struct ChildOrder {
     status: i64,
     quantity: i64,
     ext_code: String,
+    /// [`FULFIL_BY_SELLER`] or [`FULFIL_BY_COOPERATIVE_WAREHOUSE`].
+    fulfillment_type: &'static str,
+    /// (`inventoryDeductionWarehouseId`, `inventoryDeductionWarehouseName`).
+    warehouse: (String, String),
+    /// `COD` or `PPD`.
+    payment_type: &'static str,
+    /// `orderLabel` names whose value is 1 (e.g. `customized_products`).
+    labels: Vec<&'static str>,
 }
 
 #[derive(Debug, Clone)]
@@ -61,7 +78,14 @@ struct ParentOrder {
     created: i64,
     updated: i64,
     expect_ship_latest: i64,
+    /// When the parent was shipped (0: not yet); children shipped with it.
+    shipped: i64,
     children: Vec<ChildOrder>,
+}
+
+/// Statuses at which an order has been shipped.
+fn is_shipped(status: i64) -> bool {
+    matches!(status, 4 | 5 | 41 | 51)
 }
 
 #[derive(Debug, Clone)]
@@ -141,6 +165,9 @@ impl ShopData {
             other => other,
         };
         order.updated = now.max(order.updated + 1);
+        if is_shipped(order.status) && order.shipped == 0 {
+            order.shipped = order.updated;
+        }
         for child in &mut order.children {
             child.status = order.status;
         }
@@ -148,12 +175,21 @@ impl ShopData {
         Some(order.sn.clone())
     }
 
+    /// A parent with every child (the ground truth, and a query asking for both types).
     fn render_order(o: &ParentOrder) -> Value {
+        Self::render_order_with(o, &|_| true)
+    }
+
+    /// A page item as `bg.order.list.v2.get` serves it (field names and types of the public SDK
+    /// entity `hiscaler/temu-go` entity/order.go), listing the children `listed` keeps.
+    fn render_order_with(o: &ParentOrder, listed: &dyn Fn(&ChildOrder) -> bool) -> Value {
         let children: Vec<Value> = o
             .children
             .iter()
+            .filter(|c| listed(c))
             .map(|c| Self::render_child(o, c))
             .collect();
+        let overdue = o.status == 2 && o.expect_ship_latest < o.updated;
         json!({
             "parentOrderMap": {
                 "parentOrderSn": o.sn,
@@ -161,10 +197,13 @@ impl ShopData {
                 "parentOrderTime": o.created,
                 "updateTime": o.updated,
                 "expectShipLatestTime": o.expect_ship_latest,
+                "parentShippingTime": o.shipped,
+                "latestDeliveryTime": o.expect_ship_latest + 7 * 86_400,
                 "regionId": 211,
                 "siteId": 100,
-                "parentOrderLabel": [],
-                "fulfillmentWarning": null
+                "parentOrderLabel": [{"name": "past_due", "value": i64::from(overdue)}],
+                "fulfillmentWarning": [],
+                "hasShippingFee": false
             },
             "orderList": children
         })
@@ -196,14 +235,22 @@ impl ShopData {
             "quantity": c.quantity,
             "originalOrderQuantity": c.quantity,
             "canceledQuantityBeforeShipment": if o.status == 3 { c.quantity } else { 0 },
-            "fulfillmentType": 0,
+            "fulfillmentType": c.fulfillment_type,
+            "inventoryDeductionWarehouseId": c.warehouse.0,
+            "inventoryDeductionWarehouseName": c.warehouse.1,
+            "orderPaymentType": c.payment_type,
+            "orderLabel": c.labels.iter().map(|l| json!({"name": l, "value": 1})).collect::<Vec<_>>(),
+            "orderShippingTime": if o.shipped > 0 { Value::from(o.shipped) } else { Value::Null },
+            "fulfillmentWarning": [],
             "productList": [{
                 "productSkuId": c.sku_id,
                 "productId": c.goods_id,
                 "extCode": c.ext_code,
                 "soldFactor": 1
             }],
-            "goodsName": null
+            "goodsName": null,
+            "spec": null,
+            "thumbUrl": null
         })
     }
 

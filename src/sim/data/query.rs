@@ -6,7 +6,33 @@
 
 use serde_json::{json, Map, Value};
 
-use super::{AfterSale, ParentOrder, Product, QueryError, ShopData};
+use super::{
+    AfterSale, ChildOrder, ParentOrder, Product, QueryError, ShopData,
+    FULFIL_BY_COOPERATIVE_WAREHOUSE, FULFIL_BY_SELLER,
+};
+
+/// `fulfillmentTypeList` as documented: the child orders to list; absent or empty means
+/// seller-fulfilled only. An unknown value is refused.
+fn fulfillment_types(p: &Map<String, Value>) -> Result<Vec<&'static str>, QueryError> {
+    let bad = |what: String| (2_000_000, format!("fulfillmentTypeList: {what}"));
+    let listed = match p.get("fulfillmentTypeList") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|v| match v.as_str() {
+                Some(FULFIL_BY_SELLER) => Ok(FULFIL_BY_SELLER),
+                Some(FULFIL_BY_COOPERATIVE_WAREHOUSE) => Ok(FULFIL_BY_COOPERATIVE_WAREHOUSE),
+                _ => Err(bad(format!("unknown value {v}"))),
+            })
+            .collect::<Result<_, _>>()?,
+        Some(other) => return Err(bad(format!("must be a list of strings, got {other}"))),
+    };
+    Ok(if listed.is_empty() {
+        vec![FULFIL_BY_SELLER]
+    } else {
+        listed
+    })
+}
 
 impl ShopData {
     /// `bg.order.list.v2.get`.
@@ -16,9 +42,13 @@ impl ShopData {
         let create = pair(p, "createAfter", "createBefore")?;
         let status = int(p, "parentOrderStatus")?.unwrap_or(0);
         let by_create = p.get("sortby").and_then(Value::as_str) == Some("createTime");
+        let types = fulfillment_types(p)?;
+        let listed = |c: &ChildOrder| types.contains(&c.fulfillment_type);
         let mut hits: Vec<&ParentOrder> = self
             .orders
             .iter()
+            // A parent none of whose children match is not listed at all.
+            .filter(|o| o.children.iter().any(listed))
             .filter(|o| update.is_none_or(|(a, b)| a <= o.updated && o.updated <= b))
             .filter(|o| create.is_none_or(|(a, b)| a <= o.created && o.created <= b))
             .filter(|o| status == 0 || o.status == status)
@@ -31,7 +61,7 @@ impl ShopData {
             };
             kb.cmp(&ka).then_with(|| b.sn.cmp(&a.sn))
         });
-        let (total, items) = one_page(hits, page, size, Self::render_order);
+        let (total, items) = one_page(hits, page, size, |o| Self::render_order_with(o, &listed));
         Ok(json!({ "totalItemNum": total, "pageItems": items }))
     }
 
@@ -41,10 +71,12 @@ impl ShopData {
             .get("parentOrderSn")
             .and_then(Value::as_str)
             .ok_or((2_000_000, "parentOrderSn is required".to_string()))?;
+        let types = fulfillment_types(p)?;
+        let listed = |c: &ChildOrder| types.contains(&c.fulfillment_type);
         self.orders
             .iter()
-            .find(|o| o.sn == sn)
-            .map(Self::render_order)
+            .find(|o| o.sn == sn && o.children.iter().any(listed))
+            .map(|o| Self::render_order_with(o, &listed))
             .ok_or((2_000_000, format!("order {sn} not found")))
     }
 

@@ -6,14 +6,14 @@ use chrono::{DateTime, Utc};
 use diesel_async::AsyncPgConnection;
 use futures_util::future::BoxFuture;
 
-use super::{page_of, StreamSpec, WindowKind};
-use crate::config::SyncConfig;
+use super::{page_of, PageSource, StreamSpec, WindowKind};
+use crate::config::{Stream, SyncConfig};
 use crate::store::{self, AfterSalesRecord, Upserted};
 use crate::sync::walk::{Keyed, Page, PAGE_SIZE};
 use crate::sync::window::Window;
 use crate::sync::SyncError;
 use crate::temu::model::AfterSalesListRequest;
-use crate::temu::{TemuClient, TemuShop};
+use crate::temu::{fields, TemuClient, TemuShop};
 
 pub struct Aftersales;
 
@@ -37,6 +37,7 @@ impl StreamSpec for Aftersales {
     fn fetch<'a>(
         client: &'a TemuClient,
         shop: &'a TemuShop,
+        _config: &'a SyncConfig,
         window: Option<Window>,
         page: u32,
     ) -> BoxFuture<'a, Result<Page<AfterSalesRecord>, SyncError>> {
@@ -50,7 +51,15 @@ impl StreamSpec for Aftersales {
             };
             let resp = client.list_aftersales(shop, &req).await?;
             Ok(match resp.result {
-                Some(r) => page_of(&r.data, r.total, AfterSalesRecord::from_api)?,
+                Some(r) => {
+                    let source = PageSource {
+                        client,
+                        shop,
+                        stream: Stream::Aftersales,
+                        fields: &fields::AFTERSALES,
+                    };
+                    page_of(source, &r.data, r.total, AfterSalesRecord::from_api)?
+                }
                 None => Page::empty(),
             })
         })

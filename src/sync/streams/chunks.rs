@@ -86,7 +86,7 @@ async fn walk_chunk<S: StreamSpec>(
 ) -> Result<Walked<S::Record>, SyncError> {
     let (client, shop) = (&work.ctx.client, &work.ctx.shop);
     walk(
-        |page| S::fetch(client, shop, Some(chunk), page),
+        |page| S::fetch(client, shop, &work.ctx.config, Some(chunk), page),
         work.cancel,
         work.progress,
     )

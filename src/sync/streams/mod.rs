@@ -14,7 +14,7 @@
 mod aftersales;
 mod batches;
 mod chunks;
-mod orders;
+pub mod orders;
 mod products;
 mod sweep;
 
@@ -31,6 +31,8 @@ pub use super::window::WindowKind;
 use super::SyncError;
 use crate::config::{Stream, SyncConfig};
 use crate::store::Upserted;
+use crate::temu::envelope::WithRaw;
+use crate::temu::fields::{unexpected_fields, RecordFields};
 use crate::temu::{TemuClient, TemuShop};
 use chunks::walk_chunks;
 use sweep::sweep;
@@ -49,10 +51,12 @@ pub trait StreamSpec: Send + Sync + 'static {
     fn interval(config: &SyncConfig) -> Duration;
 
     /// Page `page` (1-based) of the listing, converted into records. `window` is the chunk for
-    /// [`WindowKind::UpdateTime`] streams, `None` for a sweep.
+    /// [`WindowKind::UpdateTime`] streams, `None` for a sweep; `config` carries what a request
+    /// needs beyond the window (`sync.fulfillment_types` for orders).
     fn fetch<'a>(
         client: &'a TemuClient,
         shop: &'a TemuShop,
+        config: &'a SyncConfig,
         window: Option<Window>,
         page: u32,
     ) -> BoxFuture<'a, Result<Page<Self::Record>, SyncError>>;
@@ -119,13 +123,32 @@ impl<S: StreamSpec> RunBody for Entry<S> {
     }
 }
 
+/// What a page's conversion reports to: the client's observers (unexpected field types are
+/// counted and logged per `stream` and field).
+struct PageSource<'a> {
+    client: &'a TemuClient,
+    shop: &'a TemuShop,
+    stream: Stream,
+    fields: &'static RecordFields,
+}
+
 /// Converts one page of API items into records; a record that cannot be stored fails the page
-/// (and so the run, with the reason) rather than being dropped silently.
+/// (and so the run, with the reason) rather than being dropped silently. A field whose value is
+/// not of the documented type (its typed column stays NULL; the raw JSON keeps it) is reported.
 fn page_of<I, R, E: std::fmt::Display>(
-    items: &[I],
+    source: PageSource<'_>,
+    items: &[WithRaw<I>],
     total: Option<i64>,
-    convert: impl Fn(&I) -> Result<R, E>,
+    convert: impl Fn(&WithRaw<I>) -> Result<R, E>,
 ) -> Result<Page<R>, SyncError> {
+    for item in items {
+        let unexpected = unexpected_fields(source.fields, item.raw.get());
+        if !unexpected.is_empty() {
+            source
+                .client
+                .note_unexpected_fields(source.shop, source.stream.as_str(), &unexpected);
+        }
+    }
     let records = items
         .iter()
         .map(|item| convert(item).map_err(|e| SyncError::Record(e.to_string())))

@@ -1,4 +1,8 @@
 //! Orders: `bg.order.list.v2.get` by update time, one record per parent order with its items.
+//!
+//! Every request names the child orders it wants (`fulfillmentTypeList` from
+//! `sync.fulfillment_types`, both types by default): without it the API lists seller-fulfilled
+//! children only, and parents shipped by a cooperative warehouse are never seen.
 
 use std::time::Duration;
 
@@ -6,14 +10,14 @@ use chrono::{DateTime, Utc};
 use diesel_async::AsyncPgConnection;
 use futures_util::future::BoxFuture;
 
-use super::{page_of, StreamSpec, WindowKind};
-use crate::config::SyncConfig;
+use super::{page_of, PageSource, StreamSpec, WindowKind};
+use crate::config::{Stream, SyncConfig};
 use crate::store::{self, OrderRecord, Upserted};
 use crate::sync::walk::{Keyed, Page, PAGE_SIZE};
 use crate::sync::window::Window;
 use crate::sync::SyncError;
-use crate::temu::model::OrderListRequest;
-use crate::temu::{TemuClient, TemuShop};
+use crate::temu::model::{fulfillment_type_list, OrderDetailRequest, OrderListRequest};
+use crate::temu::{fields, TemuClient, TemuShop};
 
 pub struct Orders;
 
@@ -23,6 +27,34 @@ impl Keyed for OrderRecord {
     }
     fn updated_at(&self) -> Option<DateTime<Utc>> {
         Some(self.updated_at)
+    }
+}
+
+/// Page `page` of size `page_size` of the orders updated in `window` (newest first), asking for
+/// the children of every configured fulfilment type. The one request builder of the stream: the
+/// sync and any other caller (audit, backfill) list exactly the same orders.
+pub fn list_request(
+    config: &SyncConfig,
+    window: Option<Window>,
+    page: u32,
+    page_size: u32,
+) -> OrderListRequest {
+    OrderListRequest {
+        page_number: page,
+        page_size,
+        update_at_start: window.map(|w| w.start_secs()),
+        update_at_end: window.map(|w| w.end_secs()),
+        sortby: Some("updateTime".to_string()),
+        fulfillment_type_list: fulfillment_type_list(&config.fulfillment_types),
+        ..OrderListRequest::default()
+    }
+}
+
+/// The detail request of `parent_order_sn`, with the same fulfilment types as the listing.
+pub fn detail_request(config: &SyncConfig, parent_order_sn: &str) -> OrderDetailRequest {
+    OrderDetailRequest {
+        parent_order_sn: parent_order_sn.to_string(),
+        fulfillment_type_list: fulfillment_type_list(&config.fulfillment_types),
     }
 }
 
@@ -37,21 +69,28 @@ impl StreamSpec for Orders {
     fn fetch<'a>(
         client: &'a TemuClient,
         shop: &'a TemuShop,
+        config: &'a SyncConfig,
         window: Option<Window>,
         page: u32,
     ) -> BoxFuture<'a, Result<Page<OrderRecord>, SyncError>> {
         Box::pin(async move {
-            let req = OrderListRequest {
-                page_number: page,
-                page_size: PAGE_SIZE,
-                update_at_start: window.map(|w| w.start_secs()),
-                update_at_end: window.map(|w| w.end_secs()),
-                sortby: Some("updateTime".to_string()),
-                ..OrderListRequest::default()
-            };
+            let req = list_request(config, window, page, PAGE_SIZE);
             let resp = client.list_orders(shop, &req).await?;
             Ok(match resp.result {
-                Some(r) => page_of(&r.page_items, r.total_item_num, OrderRecord::from_api)?,
+                Some(r) => {
+                    let source = PageSource {
+                        client,
+                        shop,
+                        stream: Stream::Orders,
+                        fields: &fields::ORDER,
+                    };
+                    page_of(
+                        source,
+                        &r.page_items,
+                        r.total_item_num,
+                        OrderRecord::from_api,
+                    )?
+                }
                 None => Page::empty(),
             })
         })

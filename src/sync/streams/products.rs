@@ -7,14 +7,14 @@ use chrono::{DateTime, Utc};
 use diesel_async::AsyncPgConnection;
 use futures_util::future::BoxFuture;
 
-use super::{page_of, StreamSpec, WindowKind};
-use crate::config::SyncConfig;
+use super::{page_of, PageSource, StreamSpec, WindowKind};
+use crate::config::{Stream, SyncConfig};
 use crate::store::{self, ProductRecord, Upserted};
 use crate::sync::walk::{Keyed, Page, PAGE_SIZE};
 use crate::sync::window::Window;
 use crate::sync::SyncError;
 use crate::temu::model::GoodsListRequest;
-use crate::temu::{TemuClient, TemuShop};
+use crate::temu::{fields, TemuClient, TemuShop};
 
 /// `goodsSearchType` 1: listed and delisted products.
 const LISTED_OR_DELISTED: i64 = 1;
@@ -41,6 +41,7 @@ impl StreamSpec for Products {
     fn fetch<'a>(
         client: &'a TemuClient,
         shop: &'a TemuShop,
+        _config: &'a SyncConfig,
         _window: Option<Window>,
         page: u32,
     ) -> BoxFuture<'a, Result<Page<ProductRecord>, SyncError>> {
@@ -53,7 +54,15 @@ impl StreamSpec for Products {
             };
             let resp = client.list_goods(shop, &req).await?;
             Ok(match resp.result {
-                Some(r) => page_of(&r.goods_list, r.total, ProductRecord::from_api)?,
+                Some(r) => {
+                    let source = PageSource {
+                        client,
+                        shop,
+                        stream: Stream::Products,
+                        fields: &fields::GOODS,
+                    };
+                    page_of(source, &r.goods_list, r.total, ProductRecord::from_api)?
+                }
                 None => Page::empty(),
             })
         })

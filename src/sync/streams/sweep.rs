@@ -14,7 +14,7 @@ pub async fn sweep<S: StreamSpec>(work: Work<'_>) -> Result<(), SyncError> {
     let (shop_id, run_id) = (work.shop_id, work.run_id);
     let (client, shop) = (&ctx.client, &ctx.shop);
     let walked = walk(
-        |page| S::fetch(client, shop, None, page),
+        |page| S::fetch(client, shop, &ctx.config, None, page),
         work.cancel,
         work.progress,
     )

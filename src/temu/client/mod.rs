@@ -81,6 +81,8 @@ struct Inner {
     secrets: Secrets,
     observers: Observers,
     counters: Counters,
+    /// The rate limit of the unexpected-field-type log.
+    drift: super::fields::DriftLog,
 }
 
 /// The client. Cheap to clone (one shared inner).
@@ -138,6 +140,7 @@ impl TemuClient {
                 secrets: parts.secrets,
                 observers,
                 counters: Counters::default(),
+                drift: Default::default(),
             }),
         };
         client.publish_circuits();

@@ -37,6 +37,29 @@ impl TemuClient {
         self.inner.observers.metrics.as_ref()
     }
 
+    /// One record of `stream` for `shop` had `fields` (metric labels such as
+    /// `orderList.fulfillmentType`) of an undocumented type: counted per field, and logged at
+    /// warn at most once a minute per stream and field (with how many records since).
+    pub fn note_unexpected_fields(&self, shop: &TemuShop, stream: &str, fields: &[String]) {
+        let now = std::time::Instant::now();
+        for field in fields {
+            if let Some(m) = self.metrics() {
+                m.record_unexpected_field_type(stream, field, 1);
+            }
+            if let Some(records) = self.inner.drift.note(stream, field, now) {
+                tracing::warn!(
+                    shop = shop.name(),
+                    stream,
+                    field = field.as_str(),
+                    records,
+                    "a Temu record carried a field of an undocumented type; its typed column \
+                     stays NULL (the raw JSON keeps the value); see \
+                     temu_sync_unexpected_field_types_total"
+                );
+            }
+        }
+    }
+
     /// Metrics for one attempt: its HTTP duration (from the send; zero when it was rejected before
     /// sending) by outcome, and the error code of a failure.
     pub(super) fn observe_attempt(

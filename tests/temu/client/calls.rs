@@ -62,16 +62,14 @@ async fn typed_calls_decode_and_keep_raw_json() {
         .raw
         .get()
         .contains(&first.parent_order_map.parent_order_sn));
-    assert!(first
-        .parent_order_map
-        .extra
-        .contains_key("parentOrderLabel"));
+    assert!(first.parent_order_map.parent_order_label.is_some());
     let sn = first.parent_order_map.parent_order_sn.clone();
     let detail = client
         .order_detail(
             &shop0,
             &OrderDetailRequest {
                 parent_order_sn: sn.clone(),
+                fulfillment_type_list: None,
             },
         )
         .await

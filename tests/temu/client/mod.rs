@@ -7,13 +7,14 @@ mod limits;
 mod proxy;
 mod shops;
 
-use temu_sync::temu::model::OrderListRequest;
+use temu_sync::temu::model::{every_fulfillment_type, OrderListRequest};
 
 /// Page `n` of the order listing, 20 a page.
 fn page(n: u32) -> OrderListRequest {
     OrderListRequest {
         page_number: n,
         page_size: 20,
+        fulfillment_type_list: every_fulfillment_type(),
         ..Default::default()
     }
 }
