@@ -5,9 +5,10 @@
 //! `fulfillmentTypeList`), with the smallest page. Must not: write anything.
 
 use crate::config::{Stream, SyncConfig};
+use crate::sync::streams::orders;
 use crate::sync::window::Window;
 use crate::sync::SyncError;
-use crate::temu::model::{AfterSalesListRequest, GoodsListRequest, OrderListRequest};
+use crate::temu::model::{AfterSalesListRequest, GoodsListRequest};
 use crate::temu::{TemuClient, TemuShop};
 
 /// `goodsSearchType` 1: listed and delisted products, the set the products stream keeps.
@@ -24,7 +25,8 @@ pub async fn temu_total(
 ) -> Result<i64, SyncError> {
     match stream {
         Stream::Orders => {
-            let req = orders_request(config, day);
+            // The stream's own request: its `fulfillmentTypeList` included.
+            let req = orders::list_request(config, day, 1, 1);
             let resp = client.list_orders(shop, &req).await?;
             Ok(resp.result.and_then(|r| r.total_item_num).unwrap_or(0))
         }
@@ -49,17 +51,5 @@ pub async fn temu_total(
             let resp = client.list_goods(shop, &req).await?;
             Ok(resp.result.and_then(|r| r.total).unwrap_or(0))
         }
-    }
-}
-
-/// The orders stream's request for the orders updated in `day`, one record a page.
-fn orders_request(_config: &SyncConfig, day: Option<Window>) -> OrderListRequest {
-    OrderListRequest {
-        page_number: 1,
-        page_size: 1,
-        update_at_start: day.map(|w| w.start_secs()),
-        update_at_end: day.map(|w| w.end_secs()),
-        sortby: Some("updateTime".to_string()),
-        ..OrderListRequest::default()
     }
 }

@@ -100,7 +100,7 @@ impl<S: StreamSpec> RunBody for Rewalk<S> {
 async fn rewalk_chunk<S: StreamSpec>(work: &Work<'_>, chunk: Window) -> Result<bool, SyncError> {
     let ctx = work.ctx;
     let walked = walk(
-        |page| S::fetch(&ctx.client, &ctx.shop, Some(chunk), page),
+        |page| S::fetch(&ctx.client, &ctx.shop, &ctx.config, Some(chunk), page),
         work.cancel,
         work.progress,
     )
