@@ -230,9 +230,10 @@ impl Operator {
             .db
             .transaction("reset-cursor", self.db_deadline, move |c| {
                 Box::pin(async move {
-                    Ok::<_, SyncError>(
-                        store::audit::reset_cursor(c, shop_id, stream.as_str(), &owner).await?,
-                    )
+                    let reason = "reset by an operator: backfilling initial_window again";
+                    let stream = stream.as_str();
+                    let before = store::audit::reset_cursor(c, shop_id, stream, &owner, reason);
+                    Ok::<_, SyncError>(before.await?)
                 })
             })
             .await;

@@ -100,22 +100,25 @@ pub async fn cursor(
         .flatten())
 }
 
-/// Clears the cursor of (shop, stream), so that the next run backfills `initial_window` again.
-/// Only while `owner` holds the lease; otherwise [`DbError::LeaseLost`].
+/// Clears the cursor of (shop, stream), so that the next run backfills `initial_window` again,
+/// recording `reason` as its pending re-backfill (`backfill_reason`, shown by `status` until a
+/// run succeeds). Only while `owner` holds the lease; otherwise [`DbError::LeaseLost`].
 pub async fn reset_cursor(
     conn: &mut AsyncPgConnection,
     shop_id: i64,
     stream: &str,
     owner: &str,
+    reason: &str,
 ) -> Result<Option<DateTime<Utc>>, DbError> {
     let before = cursor(conn, shop_id, stream).await?;
     let n = diesel::sql_query(
-        "UPDATE sync_state SET cursor = NULL, updated_at = now() \
+        "UPDATE sync_state SET cursor = NULL, backfill_reason = $4, updated_at = now() \
          WHERE shop_id = $1 AND stream = $2 AND lease_owner = $3",
     )
     .bind::<BigInt, _>(shop_id)
     .bind::<Text, _>(stream)
     .bind::<Text, _>(owner)
+    .bind::<Text, _>(reason)
     .execute(conn)
     .await?;
     if n == 1 {

@@ -302,6 +302,11 @@ async fn backfill_and_reset_from_the_cli_and_their_refusals() {
     let (code, out, err) = cli.run(&["reset", "--shop", "shop-0", "--stream", "orders", "--yes"]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("initial_window"), "{out}");
+    let (_, status, _) = cli.run(&["status"]);
+    assert!(
+        status.contains("backfill pending"),
+        "status shows the reset:\n{status}"
+    );
     assert_eq!(
         cursor(client, "orders").await,
         None,
