@@ -155,11 +155,31 @@ async fn audit_finds_planted_gaps_and_repair_fixes_them_without_moving_the_curso
     assert_eq!(calls, checked);
     assert_eq!(made as u64, calls, "one call per day");
 
-    let (code, out, err) = cli.run(&[
-        "audit", "--shop", "shop-0", "--stream", "orders", "--since", "90d", "--repair",
-    ]);
+    // A product gone from our copy: the listing's total differs.
+    let gone = client
+        .execute(
+            "DELETE FROM products WHERE id = (SELECT min(id) FROM products)",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(gone, 1);
+    let (code, out, _) = cli.run(&["audit", "--stream", "products"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("listing"), "{out}");
+
+    let (code, out, err) = cli.run(&["audit", "--shop", "shop-0", "--since", "90d", "--repair"]);
     assert_eq!(code, 0, "everything repaired:\n{out}{err}");
-    assert!(out.contains("0 differ"), "{out}");
+    assert!(!out.contains("DIFF"), "no table left:\n{out}");
+    // Four order days differed (the stale row counts on two), each re-checked with one call.
+    assert!(
+        out.contains("shop-0 orders: 90 checked, 94 API call(s), 0 differ, 4 repaired"),
+        "{out}"
+    );
+    assert!(
+        out.contains("shop-0 products: 1 checked, 2 API call(s), 0 differ, 1 repaired"),
+        "{out}"
+    );
     assert_eq!(
         cursor(client, "orders").await,
         before,
@@ -298,6 +318,31 @@ async fn backfill_and_reset_from_the_cli_and_their_refusals() {
     );
     let back = orders_on(client, &day).await;
     assert_eq!(back as u64, deleted, "the range is read again");
+
+    // A lease another daemon holds is waited for, up to --lease-wait, then refused (69).
+    let held = "UPDATE sync_state SET lease_owner = 'other-daemon', \
+                lease_expires_at = now() + interval '1 hour' WHERE stream = 'orders'";
+    client.execute(held, &[]).await.unwrap();
+    let started = std::time::Instant::now();
+    let args = [
+        "backfill",
+        "--shop",
+        "shop-0",
+        "--stream",
+        "orders",
+        "--from",
+        &today,
+        "--to",
+        &today,
+        "--lease-wait",
+        "2s",
+    ];
+    let (code, out, err) = cli.run(&args);
+    assert_eq!(code, 69, "{out}{err}");
+    assert!(err.contains("held the lease"), "{err}");
+    assert!(started.elapsed() >= Duration::from_secs(2), "it waited");
+    let free = "UPDATE sync_state SET lease_owner = NULL, lease_expires_at = NULL";
+    client.execute(free, &[]).await.unwrap();
 
     let (code, out, err) = cli.run(&["reset", "--shop", "shop-0", "--stream", "orders", "--yes"]);
     assert_eq!(code, 0, "{out}{err}");
