@@ -9,6 +9,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use parking_lot::RwLock;
@@ -69,17 +70,23 @@ pub struct AuditOutputs {
     pub metrics: Metrics,
 }
 
-/// Starts the scheduled audit as a tracked task of `shutdown`: first after one
-/// `audit_interval`, then every `audit_interval`.
+/// The first scheduled audit after a start comes at most this late, so that a daemon restarted
+/// more often than `audit_interval` (deploys) still audits.
+const FIRST_AUDIT_AFTER: Duration = Duration::from_secs(15 * 60);
+
+/// Starts the scheduled audit as a tracked task of `shutdown`: first after
+/// `min(audit_interval, 15 min)`, then every `audit_interval`.
 pub fn spawn_scheduled_audit(op: Operator, outputs: AuditOutputs, shutdown: &Shutdown) {
     let stop = shutdown.child();
     let every = op.config.sync.audit_interval;
     shutdown.spawn(async move {
+        let mut wait = every.min(FIRST_AUDIT_AFTER);
         loop {
             tokio::select! {
                 _ = stop.cancelled() => return,
-                _ = tokio::time::sleep(every) => {}
+                _ = tokio::time::sleep(wait) => {}
             }
+            wait = every;
             for shop in op.client.shops().to_vec() {
                 for stream in AUDITED.into_iter().filter(|s| shop.streams().contains(s)) {
                     if stop.is_cancelled() {
