@@ -77,6 +77,14 @@ async fn exec(client: &tokio_postgres::Client, sql: &str, day: &str) -> u64 {
 
 const ON_DAY: &str = "(updated_at AT TIME ZONE 'UTC')::date = $1::text::date";
 
+/// `backfill --shop … --stream … --from … --to …`.
+fn backfill<'a>(shop: &'a str, stream: &'a str, from: &'a str, to: &'a str) -> Vec<&'a str> {
+    let flags = [
+        "--shop", shop, "--stream", stream, "--from", from, "--to", to,
+    ];
+    std::iter::once("backfill").chain(flags).collect()
+}
+
 /// Stored orders whose update time falls on UTC day `day`.
 async fn orders_on(client: &tokio_postgres::Client, day: &str) -> i64 {
     let sql = format!("SELECT count(*) FROM orders WHERE {ON_DAY}");
@@ -204,112 +212,31 @@ async fn backfill_and_reset_from_the_cli_and_their_refusals() {
     let future = (Utc::now() + chrono::Duration::days(3))
         .date_naive()
         .to_string();
-    let refusals: [(&[&str], &str); 7] = [
-        (
-            &[
-                "backfill",
-                "--shop",
-                "nope",
-                "--stream",
-                "orders",
-                "--from",
-                "2026-01-01",
-                "--to",
-                "2026-01-02",
-            ],
-            "nope",
-        ),
-        (
-            &[
-                "backfill",
-                "--shop",
-                "shop-0",
-                "--stream",
-                "ordres",
-                "--from",
-                "2026-01-01",
-                "--to",
-                "2026-01-02",
-            ],
-            "ordres",
-        ),
-        (
-            &[
-                "backfill",
-                "--shop",
-                "shop-0",
-                "--stream",
-                "orders",
-                "--from",
-                &today,
-                "--to",
-                "2026-01-02",
-            ],
-            "reversed",
-        ),
-        (
-            &[
-                "backfill",
-                "--shop",
-                "shop-0",
-                "--stream",
-                "orders",
-                "--from",
-                "2026-01-01",
-                "--to",
-                &future,
-            ],
-            "future",
-        ),
-        (
-            &[
-                "backfill",
-                "--shop",
-                "shop-0",
-                "--stream",
-                "orders",
-                "--from",
-                "last week",
-                "--to",
-                &today,
-            ],
-            "not a date",
-        ),
-        (
-            &[
-                "backfill",
-                "--shop",
-                "shop-0",
-                "--stream",
-                "products",
-                "--from",
-                "2026-01-01",
-                "--to",
-                &today,
-            ],
-            "no time range",
-        ),
-        (
-            &["reset", "--shop", "shop-0", "--stream", "orders"],
-            "--yes",
-        ),
+    let old = "2026-01-01";
+    // (shop, stream, from, to): the message names the problem.
+    let refusals = [
+        (["nope", "orders", old, "2026-01-02"], "nope"),
+        (["shop-0", "ordres", old, "2026-01-02"], "ordres"),
+        (["shop-0", "orders", &today, "2026-01-02"], "reversed"),
+        (["shop-0", "orders", old, &future], "future"),
+        (["shop-0", "orders", "last week", &today], "not a date"),
+        (["shop-0", "products", old, &today], "no time range"),
     ];
-    for (args, names) in refusals {
-        let (code, out, err) = cli.run(args);
+    for ([shop, stream, from, to], names) in refusals {
+        let args = backfill(shop, stream, from, to);
+        let (code, out, err) = cli.run(&args);
         assert_eq!(code, 78, "{args:?}: {out}{err}");
-        assert!(
-            err.contains(names),
-            "{args:?}: the message names the problem: {err}"
-        );
+        assert!(err.contains(names), "{args:?}: {err}");
     }
+    let (code, _, err) = cli.run(&["reset", "--shop", "shop-0", "--stream", "orders"]);
+    assert_eq!(code, 78, "reset off a terminal needs --yes: {err}");
+    assert!(err.contains("--yes"), "{err}");
 
     let day = old_day(client, 5).await;
     let deleted = exec(client, &format!("DELETE FROM orders WHERE {ON_DAY}"), &day).await;
     assert!(deleted > 0);
     let before = cursor(client, "orders").await;
-    let (code, out, err) = cli.run(&[
-        "backfill", "--shop", "shop-0", "--stream", "orders", "--from", &day, "--to", &today,
-    ]);
+    let (code, out, err) = cli.run(&backfill("shop-0", "orders", &day, &today));
     assert_eq!(code, 0, "{out}{err}");
     assert_eq!(
         cursor(client, "orders").await,
@@ -324,19 +251,8 @@ async fn backfill_and_reset_from_the_cli_and_their_refusals() {
                 lease_expires_at = now() + interval '1 hour' WHERE stream = 'orders'";
     client.execute(held, &[]).await.unwrap();
     let started = std::time::Instant::now();
-    let args = [
-        "backfill",
-        "--shop",
-        "shop-0",
-        "--stream",
-        "orders",
-        "--from",
-        &today,
-        "--to",
-        &today,
-        "--lease-wait",
-        "2s",
-    ];
+    let mut args = backfill("shop-0", "orders", &today, &today);
+    args.extend(["--lease-wait", "2s"]);
     let (code, out, err) = cli.run(&args);
     assert_eq!(code, 69, "{out}{err}");
     assert!(err.contains("held the lease"), "{err}");
