@@ -275,6 +275,12 @@ async fn backfill_and_reset_from_the_cli_and_their_refusals() {
     );
 }
 
+/// The body of `GET url`.
+async fn get(http: &reqwest::Client, url: &str) -> String {
+    let resp = http.get(url).send().await.expect("GET answered");
+    resp.text().await.expect("a body")
+}
+
 async fn post(http: &reqwest::Client, url: &str, token: Option<&str>, body: &str) -> (u16, String) {
     let mut req = http.post(url).body(body.to_string());
     if let Some(t) = token {
@@ -362,26 +368,13 @@ async fn backfill_and_reset_routes_and_the_scheduled_audit() {
     );
     let restored = orders_on(client, &fixable).await;
     assert!(restored > 0, "the deleted day is back");
-    let health: serde_json::Value = http
-        .get(daemon.url("/health"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let health: serde_json::Value =
+        serde_json::from_str(&get(&http, &daemon.url("/health")).await).expect("health+json");
     assert_eq!(
         health["checks"]["audit:shop-0:orders"][0]["status"], "warn",
         "{health}"
     );
-    let metrics = http
-        .get(daemon.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = get(&http, &daemon.url("/metrics")).await;
     assert!(
         metrics
             .lines()
