@@ -22,6 +22,7 @@ struct Synced {
     daemon: Daemon,
     client: tokio_postgres::Client,
     cli: CliConfig,
+    opts: DaemonOptions,
 }
 
 impl Synced {
@@ -42,6 +43,7 @@ impl Synced {
             daemon,
             client,
             cli,
+            opts,
         }
     }
 }
@@ -228,6 +230,18 @@ async fn backfill_and_reset_from_the_cli_and_their_refusals() {
         assert_eq!(code, 78, "{args:?}: {out}{err}");
         assert!(err.contains(names), "{args:?}: {err}");
     }
+    // Temu or the database unreachable: 69.
+    let nobody = format!("127.0.0.1:{}", free_port());
+    let mut dead_temu = w.opts.clone();
+    dead_temu.router_url = format!("http://{nobody}/openapi/router");
+    let audit = ["audit", "--stream", "orders", "--since", "3d"];
+    let (code, _, err) = CliConfig::new(&w.sim, &dead_temu).run(&audit);
+    assert_eq!(code, 69, "Temu unreachable: {err}");
+    let mut dead_db = w.opts.clone();
+    dead_db.database_url = format!("postgres://postgres@{nobody}/nothing");
+    let (code, _, err) = CliConfig::new(&w.sim, &dead_db).run(&audit);
+    assert_eq!(code, 69, "database unreachable: {err}");
+
     let (code, _, err) = cli.run(&["reset", "--shop", "shop-0", "--stream", "orders"]);
     assert_eq!(code, 78, "reset off a terminal needs --yes: {err}");
     assert!(err.contains("--yes"), "{err}");
