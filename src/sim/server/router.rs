@@ -229,7 +229,7 @@ fn process(
         return Err(refuse(3_000_034, "access_token is expired"));
     }
     // The token may call only the APIs of its apiScopeList (the token check itself always).
-    if api != "bg.open.accesstoken.info.get" && !shop.spec.scopes.iter().any(|s| *s == api) {
+    if api != "bg.open.accesstoken.info.get" && !shop.spec.scopes.contains(&api) {
         return Err(refuse(
             5_000_000,
             &format!("not authorized: the access token has no permission for {api}"),
