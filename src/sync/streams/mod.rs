@@ -47,6 +47,10 @@ pub trait StreamSpec: Send + Sync + 'static {
     /// The stored record; its [`Keyed`] impl is the natural key the walk de-duplicates by.
     type Record: Keyed + Send + 'static;
     const WINDOW: WindowKind;
+    /// The configured stream this entry is (metric and log labels).
+    const STREAM: Stream;
+    /// The documented JSON types of a listed record's fields (see [`crate::temu::fields`]).
+    const FIELDS: &'static RecordFields;
 
     /// The stream's interval key in `sync.intervals`.
     fn interval(config: &SyncConfig) -> Duration;
@@ -137,30 +141,20 @@ impl<S: StreamSpec> RunBody for Entry<S> {
     }
 }
 
-/// What a page's conversion reports to: the client's observers (unexpected field types are
-/// counted and logged per `stream` and field).
-struct PageSource<'a> {
-    client: &'a TemuClient,
-    shop: &'a TemuShop,
-    stream: Stream,
-    fields: &'static RecordFields,
-}
-
-/// Converts one page of API items into records; a record that cannot be stored fails the page
-/// (and so the run, with the reason) rather than being dropped silently. A field whose value is
-/// not of the documented type (its typed column stays NULL; the raw JSON keeps it) is reported.
-fn page_of<I, R, E: std::fmt::Display>(
-    source: PageSource<'_>,
+/// Converts one page of stream `S`'s API items into records; a record that cannot be stored
+/// fails the page (and so the run, with the reason) rather than being dropped silently. A field
+/// whose value is not of the documented type (its typed column stays NULL; the raw JSON keeps
+/// it) is reported to the client's observers (counted and logged per stream and field).
+fn page_of<S: StreamSpec, I, E: std::fmt::Display>(
+    (client, shop): (&TemuClient, &TemuShop),
     items: &[WithRaw<I>],
     total: Option<i64>,
-    convert: impl Fn(&WithRaw<I>) -> Result<R, E>,
-) -> Result<Page<R>, SyncError> {
+    convert: impl Fn(&WithRaw<I>) -> Result<S::Record, E>,
+) -> Result<Page<S::Record>, SyncError> {
     for item in items {
-        let unexpected = unexpected_fields(source.fields, item.raw.get());
+        let unexpected = unexpected_fields(S::FIELDS, item.raw.get());
         if !unexpected.is_empty() {
-            source
-                .client
-                .note_unexpected_fields(source.shop, source.stream.as_str(), &unexpected);
+            client.note_unexpected_fields(shop, S::STREAM.as_str(), &unexpected);
         }
     }
     let records = items
