@@ -54,9 +54,13 @@ impl Shared {
             }
         }
         let db = Database::observed(config.database.clone(), metrics.clone())?;
+        let scope_board = board.clone();
         let observers = Observers {
             health: Some(health.clone()),
             metrics: Some(metrics.clone()),
+            scopes: Some(std::sync::Arc::new(move |shop: &str, unscoped: &[_]| {
+                scope_board.set_unscoped(shop, unscoped)
+            })),
         };
         let tuning = ClientTuning::from_config(&config.temu);
         let temu = TemuClient::build(&config.temu, &config.apps, &config.shops, tuning, observers)?;

@@ -55,6 +55,8 @@ struct Entry {
     last_error: Option<String>,
     last_error_class: Option<String>,
     parked_reason: Option<String>,
+    /// Set by the token check: the token's scopes leave this stream out, so its runs skip it.
+    skipped_reason: Option<String>,
     next_run_at: Option<DateTime<Utc>>,
     last_run: Option<LastRun>,
     since: DateTime<Utc>,
@@ -71,6 +73,7 @@ impl Default for Entry {
             last_error: None,
             last_error_class: None,
             parked_reason: None,
+            skipped_reason: None,
             next_run_at: None,
             last_run: None,
             since: Utc::now(),
@@ -96,6 +99,8 @@ pub struct StreamView {
     pub last_error: Option<String>,
     pub last_error_class: Option<String>,
     pub parked_reason: Option<String>,
+    /// Non-null: the access token's `apiScopeList` lacks this stream's API; runs skip it (warn).
+    pub skipped_reason: Option<String>,
     pub next_run_at: Option<DateTime<Utc>>,
     pub last_run: Option<LastRun>,
 }
@@ -164,6 +169,20 @@ impl SyncBoard {
         let mut map = self.inner.write();
         let cell = map.entry((shop.to_string(), stream)).or_default();
         f(&mut EntryUpdate { entry: &mut cell.0 });
+    }
+
+    /// The token check of `shop` found `unscoped` (stream, API it lacks) left out by the token's
+    /// scopes: those streams show as skipped, the shop's others not.
+    pub fn set_unscoped(&self, shop: &str, unscoped: &[(Stream, &'static str)]) {
+        let mut map = self.inner.write();
+        for (stream, _) in unscoped {
+            map.entry((shop.to_string(), *stream)).or_default();
+        }
+        for ((_, stream), cell) in map.iter_mut().filter(|((s, _), _)| s == shop) {
+            cell.0.skipped_reason = unscoped.iter().find(|(u, _)| u == stream).map(|(_, api)| {
+                format!("the access token's apiScopeList lacks {api}; grant it and re-authorize")
+            });
+        }
     }
 
     pub fn contains(&self, shop: &str, stream: Stream) -> bool {
@@ -235,6 +254,7 @@ fn render(shop: &str, stream: Stream, e: &Entry, now: DateTime<Utc>) -> StreamVi
         last_error: e.last_error.clone(),
         last_error_class: e.last_error_class.clone(),
         parked_reason: e.parked_reason.clone(),
+        skipped_reason: e.skipped_reason.clone(),
         next_run_at: e.next_run_at,
         last_run: e.last_run.clone(),
     }
@@ -244,6 +264,8 @@ fn health_check(view: &StreamView, lag_warn: Duration, since: DateTime<Utc>) -> 
     let lag_warn_secs = lag_warn.as_secs() as i64;
     let (status, output) = if let Some(reason) = &view.parked_reason {
         (Status::Fail, Some(format!("parked: {reason}")))
+    } else if let Some(reason) = &view.skipped_reason {
+        (Status::Warn, Some(format!("skipped: {reason}")))
     } else if view.last_error_class.as_deref() == Some("panic") {
         // A bug, not an outside fault: say so at once; the run is retried with backoff and the
         // next successful run clears it.

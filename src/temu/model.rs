@@ -19,6 +19,16 @@ pub const API_GOODS_LIST: &str = "bg.local.goods.list.query";
 pub const API_AFTERSALES_LIST: &str = "bg.aftersales.parentaftersales.list.get";
 pub const API_TOKEN_INFO: &str = "bg.open.accesstoken.info.get";
 
+/// The API a configured stream lists: the scope (`apiScopeList` entry) its token needs.
+pub fn stream_api(stream: crate::config::Stream) -> &'static str {
+    use crate::config::Stream;
+    match stream {
+        Stream::Orders => API_ORDER_LIST,
+        Stream::Products => API_GOODS_LIST,
+        Stream::Aftersales => API_AFTERSALES_LIST,
+    }
+}
+
 /// Largest page the API serves.
 pub const MAX_PAGE_SIZE: u32 = 100;
 

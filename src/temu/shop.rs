@@ -39,6 +39,8 @@ struct Inner {
     limiter: Arc<DefaultDirectRateLimiter>,
     breaker: Arc<CircuitBreaker>,
     token: Mutex<TokenState>,
+    /// The configured streams the token's scopes leave out, as last reported.
+    unscoped: Mutex<Vec<Stream>>,
 }
 
 impl TemuShop {
@@ -62,6 +64,7 @@ impl TemuShop {
                 limiter,
                 breaker,
                 token: Mutex::new(TokenState::NotChecked),
+                unscoped: Mutex::new(Vec::new()),
             }),
         }
     }
@@ -101,6 +104,32 @@ impl TemuShop {
             TokenState::Valid { mall_id, .. } => mall_id.clone(),
             _ => None,
         }
+    }
+
+    /// The API `stream` needs when the checked token's `apiScopeList` does not include it; `None`
+    /// when it does, when the token was not checked (yet) or was refused, or when the list is
+    /// empty (an answer without scopes says nothing: the stream runs).
+    pub fn missing_scope(&self, stream: Stream) -> Option<&'static str> {
+        let api = super::model::stream_api(stream);
+        match &*self.inner.token.lock() {
+            TokenState::Valid { scopes, .. } if !scopes.is_empty() => {
+                (!scopes.iter().any(|s| s == api)).then_some(api)
+            }
+            _ => None,
+        }
+    }
+
+    /// The configured streams the token's scopes leave out, each with the API it lacks.
+    pub fn unscoped_streams(&self) -> Vec<(Stream, &'static str)> {
+        self.streams()
+            .iter()
+            .filter_map(|&s| self.missing_scope(s).map(|api| (s, api)))
+            .collect()
+    }
+
+    /// Records `now` as the unscoped streams; returns the previous list.
+    pub(super) fn swap_unscoped(&self, now: Vec<Stream>) -> Vec<Stream> {
+        std::mem::replace(&mut *self.inner.unscoped.lock(), now)
     }
 
     pub(super) fn set_token_state(&self, state: TokenState) {

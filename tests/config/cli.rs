@@ -156,10 +156,44 @@ fn migrate_creates_the_database_and_is_idempotent() {
     let first = run_with(&yaml, &["migrate"], &[]);
     assert_eq!(first.status.code(), Some(0), "{}", stderr(&first));
     let printed = String::from_utf8_lossy(&first.stdout);
-    assert!(printed.contains("applied 3 migration"), "{printed}");
+    let all = temu_sync::db::migrate::known_versions().len();
+    assert!(
+        printed.contains(&format!("applied {all} migration")),
+        "{printed}"
+    );
     let second = run_with(&yaml, &["migrate"], &[]);
     assert_eq!(second.status.code(), Some(0), "{}", stderr(&second));
     assert!(String::from_utf8_lossy(&second.stdout).contains("applied 0 migration"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_refuses_a_schema_newer_than_it_knows_with_78() {
+    let (db, handle) = TestDatabase::migrated("cli_newer")
+        .await
+        .expect("test database");
+    {
+        use diesel_async::RunQueryDsl;
+        let mut conn = handle.checkout("t").await.expect("checkout");
+        diesel::sql_query(
+            "INSERT INTO __diesel_schema_migrations (version) VALUES ('29991231000001')",
+        )
+        .execute(&mut *conn)
+        .await
+        .expect("insert");
+    }
+    handle.close();
+    let yaml = format!(
+        "log: {{ format: json }}\ndatabase:\n  url: \"{}\"\n",
+        db.url()
+    );
+    let out = run_with(&yaml, &["migrate"], &[]);
+    assert_eq!(out.status.code(), Some(78), "{}", stderr(&out));
+    let err = stderr(&out);
+    let known = temu_sync::db::migrate::known_versions();
+    assert!(
+        err.contains("29991231000001") && err.contains(known.last().unwrap()),
+        "{err}"
+    );
 }
 
 #[test]

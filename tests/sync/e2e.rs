@@ -343,3 +343,93 @@ async fn a_daemon_refuses_a_schema_newer_than_it_knows() {
         .get(0);
     assert_eq!(shops, 0, "nothing was written");
 }
+
+/// A token without the products scope: the products stream is skipped — one warning in the log,
+/// `skipped_reason` in `/status`, a warning (not a failure) in `/health` — and never calls the
+/// API nor parks; the other streams sync to the ground truth.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_outside_the_tokens_scopes_is_skipped_with_a_warning() {
+    let db = temu_sync::testkit::TestDatabase::reserve("e2e_scopes").expect("test database");
+    let mut config = temu_sync::sim::SimConfig::demo(fastrand::u64(..), 1, 300);
+    config.apps[0].qps = 50;
+    config.shops[0]
+        .scopes
+        .retain(|s| s != "bg.local.goods.list.query");
+    let sim = Sim::start(config).await;
+    let daemon = Daemon::start(&sim, &options(&db, &sim));
+    let client = wait_for_client(&db).await;
+    let t0 = chrono::DateTime::<chrono::Utc>::UNIX_EPOCH;
+    assert!(
+        wait_for_complete_round(&client, &sim, t0, Duration::from_secs(90)).await,
+        "first round did not complete\n{}",
+        daemon.log_tail(40)
+    );
+    let http = reqwest::Client::new();
+    let status: serde_json::Value = http
+        .get(daemon.url("/status"))
+        .send()
+        .await
+        .expect("/status answers")
+        .json()
+        .await
+        .expect("/status is JSON");
+    let products = status["streams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["stream"] == "products")
+        .expect("products on the board")
+        .clone();
+    let reason = products["skipped_reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("bg.local.goods.list.query"), "{products}");
+    assert!(
+        products["parked_reason"].is_null(),
+        "not parked: {products}"
+    );
+    let health: serde_json::Value = http
+        .get(daemon.url("/health"))
+        .send()
+        .await
+        .expect("/health answers")
+        .json()
+        .await
+        .expect("/health is JSON");
+    let text = health.to_string();
+    assert!(
+        text.contains("temu:scopes") && text.contains("skipped"),
+        "{text}"
+    );
+    assert_ne!(
+        health["status"], "fail",
+        "a missing scope warns, it does not fail: {text}"
+    );
+    let calls = sim
+        .handle
+        .requests()
+        .iter()
+        .filter(|r| r.api.as_deref() == Some("bg.local.goods.list.query"))
+        .count();
+    assert_eq!(calls, 0, "the skipped stream never called its API");
+    let warnings = daemon
+        .log()
+        .lines()
+        .filter(|l| l.contains("not authorized for bg.local.goods.list.query"))
+        .count();
+    assert_eq!(
+        warnings,
+        1,
+        "one warning, not one per run\n{}",
+        daemon.log_tail(30)
+    );
+    let diff = compare(&client, &sim).await;
+    assert!(
+        diff.missing.iter().all(|m| m.contains("/product/")),
+        "{}",
+        diff.summary()
+    );
+    assert!(
+        diff.stale.is_empty() && diff.item_mismatch.is_empty(),
+        "{}",
+        diff.summary()
+    );
+}

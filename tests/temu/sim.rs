@@ -482,3 +482,45 @@ async fn fulfillment_type_list_selects_children_as_documented() {
     let e = client.list_orders(&shop0, &bad).await.unwrap_err();
     assert_eq!(e.code(), Some(2_000_000), "{e:?}");
 }
+
+/// A token may call only the APIs of its `apiScopeList` (5000000 otherwise); the token check
+/// names the configured streams it leaves out and publishes a `temu:scopes` warning.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scopes_limit_the_apis_and_the_token_check_names_the_skipped_streams() {
+    let mut cfg = SimConfig::demo(43, 1, 20);
+    cfg.shops[0].scopes.retain(|s| s != API_GOODS_LIST);
+    let sim = Simulator::start(cfg.clone()).await.unwrap();
+    let (apps, shops) = configs_for(&sim, &cfg);
+    let health = Health::new("t");
+    let client = TemuClient::build(
+        &fast_temu_config(),
+        &apps,
+        &shops,
+        fast_tuning(),
+        observed_by(&health),
+    )
+    .unwrap();
+    let shop = shop_of(&client, "shop-0");
+    let goods = GoodsListRequest {
+        page_no: 1,
+        page_size: 10,
+        goods_search_type: 1,
+        ..Default::default()
+    };
+    let e = client.list_goods(&shop, &goods).await.unwrap_err();
+    assert_eq!(e.code(), Some(5_000_000), "{e:?}");
+    assert!(
+        shop.unscoped_streams().is_empty(),
+        "unknown before a token check"
+    );
+    client.token_info(&shop).await.unwrap();
+    assert_eq!(
+        shop.unscoped_streams(),
+        vec![(temu_sync::config::Stream::Products, API_GOODS_LIST)]
+    );
+    let report = serde_json::to_string(&health.report()).unwrap();
+    assert!(
+        report.contains("temu:scopes") && report.contains("products (needs"),
+        "{report}"
+    );
+}

@@ -119,7 +119,7 @@ pub fn client_with(
 pub fn observed_by(health: &Health) -> Observers {
     Observers {
         health: Some(health.clone()),
-        metrics: None,
+        ..Observers::default()
     }
 }
 
@@ -128,6 +128,7 @@ pub fn observed_by_both(health: &Health, metrics: &Metrics) -> Observers {
     Observers {
         health: Some(health.clone()),
         metrics: Some(metrics.clone()),
+        ..Observers::default()
     }
 }
 

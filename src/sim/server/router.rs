@@ -228,6 +228,13 @@ fn process(
     if shop.spec.token_expires_at <= now {
         return Err(refuse(3_000_034, "access_token is expired"));
     }
+    // The token may call only the APIs of its apiScopeList (the token check itself always).
+    if api != "bg.open.accesstoken.info.get" && !shop.spec.scopes.contains(&api) {
+        return Err(refuse(
+            5_000_000,
+            &format!("not authorized: the access token has no permission for {api}"),
+        ));
+    }
     let result = query(shop, &api, &params);
     if api == "bg.order.list.v2.get" {
         mutate_while_paging(state, shop, now);

@@ -6,14 +6,15 @@ use chrono::{DateTime, Utc};
 use diesel_async::AsyncPgConnection;
 use futures_util::future::BoxFuture;
 
-use super::{page_of, PageSource, StreamSpec, WindowKind};
+use super::{page_of, StreamSpec, WindowKind};
 use crate::config::{Stream, SyncConfig};
 use crate::store::{self, AfterSalesRecord, Upserted};
 use crate::sync::walk::{Keyed, Page, PAGE_SIZE};
 use crate::sync::window::Window;
 use crate::sync::SyncError;
+use crate::temu::fields::{self, RecordFields};
 use crate::temu::model::AfterSalesListRequest;
-use crate::temu::{fields, TemuClient, TemuShop};
+use crate::temu::{TemuClient, TemuShop};
 
 pub struct Aftersales;
 
@@ -29,6 +30,8 @@ impl Keyed for AfterSalesRecord {
 impl StreamSpec for Aftersales {
     type Record = AfterSalesRecord;
     const WINDOW: WindowKind = WindowKind::UpdateTime;
+    const STREAM: Stream = Stream::Aftersales;
+    const FIELDS: &'static RecordFields = &fields::AFTERSALES;
 
     fn interval(config: &SyncConfig) -> Duration {
         config.intervals.aftersales
@@ -51,15 +54,12 @@ impl StreamSpec for Aftersales {
             };
             let resp = client.list_aftersales(shop, &req).await?;
             Ok(match resp.result {
-                Some(r) => {
-                    let source = PageSource {
-                        client,
-                        shop,
-                        stream: Stream::Aftersales,
-                        fields: &fields::AFTERSALES,
-                    };
-                    page_of(source, &r.data, r.total, AfterSalesRecord::from_api)?
-                }
+                Some(r) => page_of::<Self, _, _>(
+                    (client, shop),
+                    &r.data,
+                    r.total,
+                    AfterSalesRecord::from_api,
+                )?,
                 None => Page::empty(),
             })
         })

@@ -10,14 +10,15 @@ use chrono::{DateTime, Utc};
 use diesel_async::AsyncPgConnection;
 use futures_util::future::BoxFuture;
 
-use super::{page_of, PageSource, StreamSpec, WindowKind};
+use super::{page_of, StreamSpec, WindowKind};
 use crate::config::{Stream, SyncConfig};
 use crate::store::{self, OrderRecord, Upserted};
 use crate::sync::walk::{Keyed, Page, PAGE_SIZE};
 use crate::sync::window::Window;
 use crate::sync::SyncError;
+use crate::temu::fields::{self, RecordFields};
 use crate::temu::model::{fulfillment_type_list, OrderDetailRequest, OrderListRequest};
-use crate::temu::{fields, TemuClient, TemuShop};
+use crate::temu::{TemuClient, TemuShop};
 
 pub struct Orders;
 
@@ -61,6 +62,8 @@ pub fn detail_request(config: &SyncConfig, parent_order_sn: &str) -> OrderDetail
 impl StreamSpec for Orders {
     type Record = OrderRecord;
     const WINDOW: WindowKind = WindowKind::UpdateTime;
+    const STREAM: Stream = Stream::Orders;
+    const FIELDS: &'static RecordFields = &fields::ORDER;
 
     fn interval(config: &SyncConfig) -> Duration {
         config.intervals.orders
@@ -77,20 +80,12 @@ impl StreamSpec for Orders {
             let req = list_request(config, window, page, PAGE_SIZE);
             let resp = client.list_orders(shop, &req).await?;
             Ok(match resp.result {
-                Some(r) => {
-                    let source = PageSource {
-                        client,
-                        shop,
-                        stream: Stream::Orders,
-                        fields: &fields::ORDER,
-                    };
-                    page_of(
-                        source,
-                        &r.page_items,
-                        r.total_item_num,
-                        OrderRecord::from_api,
-                    )?
-                }
+                Some(r) => page_of::<Self, _, _>(
+                    (client, shop),
+                    &r.page_items,
+                    r.total_item_num,
+                    OrderRecord::from_api,
+                )?,
                 None => Page::empty(),
             })
         })

@@ -7,14 +7,15 @@ use chrono::{DateTime, Utc};
 use diesel_async::AsyncPgConnection;
 use futures_util::future::BoxFuture;
 
-use super::{page_of, PageSource, StreamSpec, WindowKind};
+use super::{page_of, StreamSpec, WindowKind};
 use crate::config::{Stream, SyncConfig};
 use crate::store::{self, ProductRecord, Upserted};
 use crate::sync::walk::{Keyed, Page, PAGE_SIZE};
 use crate::sync::window::Window;
 use crate::sync::SyncError;
+use crate::temu::fields::{self, RecordFields};
 use crate::temu::model::GoodsListRequest;
-use crate::temu::{fields, TemuClient, TemuShop};
+use crate::temu::{TemuClient, TemuShop};
 
 /// `goodsSearchType` 1: listed and delisted products.
 const LISTED_OR_DELISTED: i64 = 1;
@@ -33,6 +34,8 @@ impl Keyed for ProductRecord {
 impl StreamSpec for Products {
     type Record = ProductRecord;
     const WINDOW: WindowKind = WindowKind::FullSweep;
+    const STREAM: Stream = Stream::Products;
+    const FIELDS: &'static RecordFields = &fields::GOODS;
 
     fn interval(config: &SyncConfig) -> Duration {
         config.intervals.products
@@ -54,15 +57,12 @@ impl StreamSpec for Products {
             };
             let resp = client.list_goods(shop, &req).await?;
             Ok(match resp.result {
-                Some(r) => {
-                    let source = PageSource {
-                        client,
-                        shop,
-                        stream: Stream::Products,
-                        fields: &fields::GOODS,
-                    };
-                    page_of(source, &r.goods_list, r.total, ProductRecord::from_api)?
-                }
+                Some(r) => page_of::<Self, _, _>(
+                    (client, shop),
+                    &r.goods_list,
+                    r.total,
+                    ProductRecord::from_api,
+                )?,
                 None => Page::empty(),
             })
         })

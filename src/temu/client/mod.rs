@@ -47,7 +47,9 @@ use super::shop::TemuShop;
 
 pub use attempt::{attempt_timeout, parse_retry_after};
 pub use build::{shop_url, ClientTuning};
-pub use observe::{error_code_label, Observers, HEALTH_CIRCUIT, HEALTH_TOKENS};
+pub use observe::{
+    error_code_label, Observers, ScopeSink, HEALTH_CIRCUIT, HEALTH_SCOPES, HEALTH_TOKENS,
+};
 
 /// Counters (for tests, metrics and `/status`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

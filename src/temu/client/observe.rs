@@ -6,11 +6,13 @@
 //! `code` label values of the API series. Must not: put a message, a request id or a secret in a
 //! label, or make an observer's absence an error (no observers: nothing is recorded).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
 use tokio::time::Instant;
 
+use crate::config::Stream;
 use crate::health::{Check, Health, Status};
 use crate::metrics::{CircuitGauge, Metrics};
 
@@ -24,12 +26,32 @@ use super::TemuClient;
 pub const HEALTH_CIRCUIT: &str = "temu:circuit";
 pub const HEALTH_TOKENS: &str = "temu:tokens";
 
+/// Health check of the streams a token's scopes leave out (warn, one entry per shop).
+pub const HEALTH_SCOPES: &str = "temu:scopes";
+
+/// Told, after each token check of a shop, which of its configured streams the token's
+/// `apiScopeList` leaves out (each with the API it lacks; empty: none). The daemon shows them on
+/// the sync board (`/status`, the stream's `/health` check).
+pub type ScopeSink = Arc<dyn Fn(&str, &[(Stream, &'static str)]) + Send + Sync>;
+
 /// Who watches the client: breaker and token state go to `health`, API metrics and the
-/// circuit/token gauges to `metrics`. Either may be absent (the CLI and most tests have neither).
-#[derive(Debug, Clone, Default)]
+/// circuit/token gauges to `metrics`, unscoped streams to `scopes`. Any may be absent (the CLI and
+/// most tests have none).
+#[derive(Clone, Default)]
 pub struct Observers {
     pub health: Option<Health>,
     pub metrics: Option<Metrics>,
+    pub scopes: Option<ScopeSink>,
+}
+
+impl std::fmt::Debug for Observers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Observers")
+            .field("health", &self.health.is_some())
+            .field("metrics", &self.metrics.is_some())
+            .field("scopes", &self.scopes.is_some())
+            .finish()
+    }
 }
 
 impl TemuClient {
@@ -111,6 +133,48 @@ impl TemuClient {
     }
 
     /// Every shop's token: a health check each, and the expiry gauge of those known to expire.
+    /// After a token check of `shop`: a configured stream whose API the token's scopes leave out
+    /// is skipped (not parked on 5000000/3000032 later). Logged once when the set changes, shown
+    /// in `/health` (`temu:scopes`, warn) and handed to the scope sink (the sync board).
+    pub(super) fn publish_scopes(&self, shop: &TemuShop) {
+        let unscoped = shop.unscoped_streams();
+        let before = shop.swap_unscoped(unscoped.iter().map(|(s, _)| *s).collect());
+        for (stream, api) in &unscoped {
+            if !before.contains(stream) {
+                tracing::warn!(
+                    shop = shop.name(),
+                    stream = stream.as_str(),
+                    api,
+                    "the shop's access token is not authorized for {api} (not in apiScopeList): \
+                     the {} stream is skipped; grant the permission in the Temu seller center and \
+                     re-authorize, or remove it from shops[].streams",
+                    stream.as_str()
+                );
+            }
+        }
+        for stream in before
+            .iter()
+            .filter(|s| !unscoped.iter().any(|(u, _)| u == *s))
+        {
+            tracing::info!(
+                shop = shop.name(),
+                stream = stream.as_str(),
+                "the access token now covers the stream's API; it runs again"
+            );
+        }
+        if let Some(sink) = &self.inner.observers.scopes {
+            sink(shop.name(), &unscoped);
+        }
+        if let Some(health) = &self.inner.observers.health {
+            let checks = self
+                .shops_by_name()
+                .iter()
+                .map(|s| scope_check(s.name(), &s.unscoped_streams()))
+                .collect();
+            health.set_checks(HEALTH_SCOPES, checks);
+        }
+    }
+
     pub(super) fn publish_tokens(&self) {
         let tokens: Vec<(TemuShop, TokenState)> = self
             .shops_by_name()
@@ -209,5 +273,33 @@ pub fn error_code_label(err: &TemuError) -> String {
         TemuError::Deadline { .. } => "deadline".to_string(),
         TemuError::Config(_) => "config".to_string(),
         TemuError::Unavailable(_) => "unavailable".to_string(),
+    }
+}
+
+/// One shop's scope check: pass, or warn naming each skipped stream and the API it lacks.
+fn scope_check(shop: &str, unscoped: &[(Stream, &'static str)]) -> Check {
+    let (status, output) = if unscoped.is_empty() {
+        (Status::Pass, None)
+    } else {
+        let list: Vec<String> = unscoped
+            .iter()
+            .map(|(s, api)| format!("{} (needs {api})", s.as_str()))
+            .collect();
+        (
+            Status::Warn,
+            Some(format!(
+                "skipped: the access token's apiScopeList lacks the API of {}",
+                list.join(", ")
+            )),
+        )
+    };
+    Check {
+        component_id: Some(shop.to_string()),
+        component_type: Some("component"),
+        status,
+        observed_value: None,
+        observed_unit: None,
+        time: Utc::now(),
+        output,
     }
 }

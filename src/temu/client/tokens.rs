@@ -2,7 +2,8 @@
 //! about a token on the way (a refused token marks its shop at once).
 //!
 //! Owns: turning a check's answer into the shop's [`TokenState`] (a transient failure keeps what
-//! was known) and publishing it. Must not: hold or print a token.
+//! was known) and publishing it, with the configured streams its `apiScopeList` leaves out (they
+//! are skipped, with one warning). Must not: hold or print a token.
 
 use chrono::Utc;
 
@@ -39,6 +40,7 @@ impl TemuClient {
         if let Some(state) = state {
             shop.set_token_state(state);
             self.publish_tokens();
+            self.publish_scopes(shop);
         }
         res
     }
