@@ -57,6 +57,21 @@ pub struct StreamAudit {
     pub note: Option<String>,
 }
 
+impl StreamAudit {
+    /// Nothing compared, for the reason `note` gives.
+    fn skipped(shop: &TemuShop, stream: Stream, note: String) -> Self {
+        Self {
+            shop: shop.name().to_string(),
+            stream,
+            checked: 0,
+            calls: 0,
+            differences: Vec::new(),
+            repaired: 0,
+            note: Some(note),
+        }
+    }
+}
+
 fn table(stream: Stream) -> Option<DatedTable> {
     match stream {
         Stream::Orders => Some(DatedTable::Orders),
@@ -176,6 +191,11 @@ pub async fn audit_stream(
     since: Duration,
     repair: bool,
 ) -> Result<StreamAudit, OpError> {
+    if let Some(api) = shop.missing_scope(stream) {
+        // The sync skips this stream too (the token check said so): nothing to compare.
+        let note = format!("skipped: the token's apiScopeList lacks {api}");
+        return Ok(StreamAudit::skipped(shop, stream, note));
+    }
     let state = stored_state(op, shop.name(), stream).await?;
     let shop_id = state.map(|(id, _)| id);
     let cursor = state.and_then(|(_, c)| c);
