@@ -266,3 +266,26 @@ async fn the_simulator_serves_the_recorded_shape() {
         ])
     );
 }
+
+/// An optional text of products and after-sales sent as a number does not fail the page (which
+/// would stall the stream): the record converts, the field is named.
+#[test]
+fn a_number_where_text_is_documented_converts_and_is_named() {
+    let mut doc = fixture(API_GOODS_LIST);
+    doc["result"]["goodsList"][0]["goodsName"] = Value::from(42);
+    doc["result"]["goodsList"][0]["skuInfoList"][0]["skuSn"] = Value::from(7);
+    let g: GoodsListResult = serde_json::from_value(doc["result"].clone()).expect("decodes");
+    assert_eq!(
+        unexpected_fields(&fields::GOODS, g.goods_list[0].raw.get()),
+        vec!["goodsName", "skuInfoList.skuSn"]
+    );
+    let p = ProductRecord::from_api(&g.goods_list[0]).expect("converts");
+    assert_eq!((p.name, p.skus[0].sku_sn.clone()), (None, None));
+    let mut doc = fixture(API_AFTERSALES_LIST);
+    doc["result"]["data"][0]["parentOrderSn"] = Value::from(5);
+    let a: AfterSalesListResult = serde_json::from_value(doc["result"].clone()).expect("decodes");
+    assert_eq!(
+        unexpected_fields(&fields::AFTERSALES, a.data[0].raw.get()),
+        vec!["parentOrderSn"]
+    );
+}
