@@ -261,6 +261,41 @@ async fn cooperative_warehouse_orders_arrive_with_their_exact_children() {
         )
         .await
         .unwrap();
+    // Every call fails at first, so the re-backfill stays pending: /status shows it.
+    sim.handle.set_faults(FaultConfig {
+        system_error: 1.0,
+        ..FaultConfig::default()
+    });
+    let since = db_now(&client).await;
+    let daemon = Daemon::start(&sim, &options(&db, &sim));
+    let http = reqwest::Client::new();
+    let orders_view = || async {
+        let status: serde_json::Value = http
+            .get(daemon.url("/status"))
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        status["streams"]
+            .as_array()?
+            .iter()
+            .find(|s| s["stream"] == "orders")
+            .cloned()
+    };
+    let shown = eventually(Duration::from_secs(30), || async {
+        orders_view()
+            .await
+            .is_some_and(|v| v["backfill_reason"].as_str() == Some("upgrade"))
+    })
+    .await;
+    assert!(
+        shown,
+        "/status shows the pending re-backfill\n{}",
+        daemon.log_tail(30)
+    );
+    assert!(daemon.log().contains("backfills sync.initial_window once"));
     sim.handle.set_mutation_rate(0.3);
     sim.handle.set_faults(FaultConfig {
         system_error: 0.05,
@@ -268,8 +303,6 @@ async fn cooperative_warehouse_orders_arrive_with_their_exact_children() {
         reset: 0.03,
         ..FaultConfig::default()
     });
-    let since = db_now(&client).await;
-    let daemon = Daemon::start(&sim, &options(&db, &sim));
     assert!(
         wait_for_complete_round(&client, &sim, since, Duration::from_secs(150)).await,
         "sync after the upgrade did not complete\n{}",
@@ -294,6 +327,8 @@ async fn cooperative_warehouse_orders_arrive_with_their_exact_children() {
         .unwrap()
         .get(0);
     assert_eq!(pending, 0, "the re-backfill's success cleared its reason");
+    let view = orders_view().await.expect("orders on /status");
+    assert!(view["backfill_reason"].is_null(), "{view}");
     let warehouses: i64 = client
         .query_one(
             "SELECT count(DISTINCT inventory_deduction_warehouse_id) FROM order_items \
