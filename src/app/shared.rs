@@ -54,6 +54,13 @@ impl Shared {
             }
         }
         let db = Database::observed(config.database.clone(), metrics.clone())?;
+        let backfill_board = board.clone();
+        db.report_backfills_to(std::sync::Arc::new(move |pending| {
+            let rows = pending
+                .iter()
+                .map(|p| (p.shop.as_str(), p.stream.as_str(), p.reason.as_str()));
+            backfill_board.set_backfills(rows)
+        }));
         let scope_board = board.clone();
         let observers = Observers {
             health: Some(health.clone()),

@@ -34,6 +34,10 @@ struct Args {
     /// Expected order mutations per order-list request.
     #[arg(long, default_value_t = 0.0)]
     mutate_rate: f64,
+    /// Share of parent orders with children a cooperative warehouse fulfils (0 to 1; listed only
+    /// when `fulfillmentTypeList` asks for `fulfillByCooperativeWarehouse`).
+    #[arg(long, default_value_t = temu_sync::sim::DEMO_COOPERATIVE_SHARE)]
+    cooperative_share: f64,
     /// Latency: uniform between these bounds, in milliseconds.
     #[arg(long, default_value_t = 0)]
     latency_min_ms: u64,
@@ -67,6 +71,9 @@ async fn main() {
     let mut config = SimConfig::demo(args.seed, args.shops, args.orders);
     config.listen = args.listen;
     config.mutation_rate = args.mutate_rate;
+    for shop in &mut config.shops {
+        shop.cooperative_share = args.cooperative_share.clamp(0.0, 1.0);
+    }
     for app in &mut config.apps {
         app.qps = args.qps.max(1);
     }

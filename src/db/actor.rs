@@ -264,6 +264,7 @@ async fn setup(args: &DbActorArgs) -> Result<Vec<String>, DbError> {
         }
         let applied = migrate::run_pending(args.db.connector()).await?;
         register_instance(args).await?;
+        report_pending_backfills(args).await;
         Ok(applied)
     };
     tokio::time::timeout(deadline, work)
@@ -273,6 +274,27 @@ async fn setup(args: &DbActorArgs) -> Result<Vec<String>, DbError> {
                 "database setup did not finish within {deadline:?}"
             )))
         })
+}
+
+/// Logs each stream with a pending one-time backfill (an upgrade's) and hands them to the
+/// daemon's sink (the sync board). Best effort: a failure is logged, setup goes on.
+async fn report_pending_backfills(args: &DbActorArgs) {
+    let pending = async {
+        let mut conn = args.db.checkout("pending-backfills").await?;
+        migrate::pending_backfills(&mut conn).await
+    };
+    match pending.await {
+        Ok(rows) => {
+            for r in &rows {
+                tracing::warn!(shop = %r.shop, stream = %r.stream, reason = %r.reason,
+                    "this stream backfills sync.initial_window once (until its next successful run)");
+            }
+            if let Some(sink) = args.db.backfill_sink() {
+                sink(&rows);
+            }
+        }
+        Err(e) => tracing::debug!(error = %e, "could not read pending backfills"),
+    }
 }
 
 async fn register_instance(args: &DbActorArgs) -> Result<(), DbError> {

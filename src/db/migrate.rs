@@ -87,6 +87,52 @@ fn refuse_newer_schema<H: MigrationHarness<Pg>>(harness: &mut H) -> Result<(), D
     check_versions(&applied, &known_versions())
 }
 
+/// A (shop, stream) that backfills `initial_window` once more (`sync_state.backfill_reason`, set
+/// by an upgrade's migration; cleared by the stream's next successful run).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingBackfill {
+    /// The shop's configuration name.
+    pub shop: String,
+    pub stream: String,
+    pub reason: String,
+}
+
+/// Told by the database actor, once the schema is ready, which streams have a pending backfill
+/// (the daemon shows them on the sync board, so `/status` says so).
+pub type BackfillSink = Arc<dyn Fn(&[PendingBackfill]) + Send + Sync>;
+
+#[derive(diesel::QueryableByName)]
+struct BackfillRow {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    shop: String,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    stream: String,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    reason: String,
+}
+
+/// Every (shop, stream) with a pending one-time backfill.
+pub async fn pending_backfills(
+    conn: &mut diesel_async::AsyncPgConnection,
+) -> Result<Vec<PendingBackfill>, DbError> {
+    use diesel_async::RunQueryDsl;
+    let rows: Vec<BackfillRow> = diesel::sql_query(
+        "SELECT sh.name AS shop, s.stream, s.backfill_reason AS reason FROM sync_state s \
+         JOIN shops sh ON sh.id = s.shop_id WHERE s.backfill_reason IS NOT NULL \
+         ORDER BY sh.name, s.stream",
+    )
+    .load(conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| PendingBackfill {
+            shop: r.shop,
+            stream: r.stream,
+            reason: r.reason,
+        })
+        .collect())
+}
+
 /// How the database actor tells the daemon that the schema is newer than this binary: the first
 /// refusal is kept, and the daemon's main loop, waiting on [`SchemaGuard::refused`], stops with
 /// exit 78. Cheap to clone; clones share the refusal.

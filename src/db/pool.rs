@@ -53,6 +53,8 @@ struct Inner {
     metrics: Option<Metrics>,
     /// A schema newer than this binary, once the database actor found one.
     schema: super::migrate::SchemaGuard,
+    /// Where the database actor reports pending one-time backfills (the daemon's sync board).
+    backfills: std::sync::OnceLock<super::migrate::BackfillSink>,
 }
 
 #[derive(Default)]
@@ -167,6 +169,16 @@ impl Database {
         &self.inner.schema
     }
 
+    /// Where pending one-time backfills are reported once the schema is ready (set once, while
+    /// the daemon's handles are built; later calls are ignored).
+    pub fn report_backfills_to(&self, sink: super::migrate::BackfillSink) {
+        let _ = self.inner.backfills.set(sink);
+    }
+
+    pub(super) fn backfill_sink(&self) -> Option<&super::migrate::BackfillSink> {
+        self.inner.backfills.get()
+    }
+
     pub fn new(config: DatabaseConfig) -> Result<Self, DbError> {
         Self::build(config, None)
     }
@@ -187,6 +199,7 @@ impl Database {
                 connects: Arc::default(),
                 metrics,
                 schema: Default::default(),
+                backfills: std::sync::OnceLock::new(),
             }),
         })
     }

@@ -57,6 +57,9 @@ struct Entry {
     parked_reason: Option<String>,
     /// Set by the token check: the token's scopes leave this stream out, so its runs skip it.
     skipped_reason: Option<String>,
+    /// Set at start from `sync_state`: the stream backfills `initial_window` once (an upgrade);
+    /// cleared by its next successful run.
+    backfill_reason: Option<String>,
     next_run_at: Option<DateTime<Utc>>,
     last_run: Option<LastRun>,
     since: DateTime<Utc>,
@@ -74,6 +77,7 @@ impl Default for Entry {
             last_error_class: None,
             parked_reason: None,
             skipped_reason: None,
+            backfill_reason: None,
             next_run_at: None,
             last_run: None,
             since: Utc::now(),
@@ -101,6 +105,9 @@ pub struct StreamView {
     pub parked_reason: Option<String>,
     /// Non-null: the access token's `apiScopeList` lacks this stream's API; runs skip it (warn).
     pub skipped_reason: Option<String>,
+    /// Non-null: the stream backfills `initial_window` once more, for this reason (an upgrade);
+    /// cleared by its next successful run.
+    pub backfill_reason: Option<String>,
     pub next_run_at: Option<DateTime<Utc>>,
     pub last_run: Option<LastRun>,
 }
@@ -147,6 +154,7 @@ impl EntryUpdate<'_> {
         self.entry.last_error = None;
         self.entry.last_error_class = None;
         self.entry.parked_reason = None;
+        self.entry.backfill_reason = None;
         self
     }
     pub fn error(&mut self, class: &str, message: String) -> &mut Self {
@@ -182,6 +190,21 @@ impl SyncBoard {
             cell.0.skipped_reason = unscoped.iter().find(|(u, _)| u == stream).map(|(_, api)| {
                 format!("the access token's apiScopeList lacks {api}; grant it and re-authorize")
             });
+        }
+    }
+
+    /// The pending one-time backfills read at start: `(shop, stream, reason)`; unknown streams
+    /// are ignored.
+    pub fn set_backfills<'a>(
+        &self,
+        pending: impl IntoIterator<Item = (&'a str, &'a str, &'a str)>,
+    ) {
+        let mut map = self.inner.write();
+        for (shop, stream, reason) in pending {
+            if let Some(stream) = Stream::ALL.into_iter().find(|s| s.as_str() == stream) {
+                let cell = map.entry((shop.to_string(), stream)).or_default();
+                cell.0.backfill_reason = Some(reason.to_string());
+            }
         }
     }
 
@@ -255,6 +278,7 @@ fn render(shop: &str, stream: Stream, e: &Entry, now: DateTime<Utc>) -> StreamVi
         last_error_class: e.last_error_class.clone(),
         parked_reason: e.parked_reason.clone(),
         skipped_reason: e.skipped_reason.clone(),
+        backfill_reason: e.backfill_reason.clone(),
         next_run_at: e.next_run_at,
         last_run: e.last_run.clone(),
     }

@@ -328,16 +328,16 @@ pub struct GoodsListResult {
 #[serde(rename_all = "camelCase")]
 pub struct Goods {
     pub goods_id: Id,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient_string")]
     pub goods_name: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient_string")]
     pub out_goods_sn: Option<String>,
     #[serde(default, deserialize_with = "lenient_i64")]
     pub quantity: Option<i64>,
     /// Shape varies (number, string or object): kept as JSON.
     #[serde(default)]
     pub price: Option<Value>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient_string")]
     pub currency: Option<String>,
     #[serde(default, deserialize_with = "null_as_empty")]
     pub sku_info_list: Vec<Sku>,
@@ -349,7 +349,7 @@ pub struct Goods {
 #[serde(rename_all = "camelCase")]
 pub struct Sku {
     pub sku_id: Id,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient_string")]
     pub sku_sn: Option<String>,
     #[serde(default, deserialize_with = "lenient_i64")]
     pub stock: Option<i64>,
@@ -394,7 +394,7 @@ pub struct AfterSalesListResult {
 #[serde(rename_all = "camelCase")]
 pub struct AfterSales {
     pub parent_after_sales_sn: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient_string")]
     pub parent_order_sn: Option<String>,
     #[serde(default, deserialize_with = "lenient_i64")]
     pub after_sales_status_group: Option<i64>,

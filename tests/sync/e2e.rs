@@ -202,21 +202,40 @@ fn fulfilment_losses(diff: &temu_sync::sim::verify::Diff, sim: &Sim) -> (usize, 
 /// Cooperative-warehouse orders (30 % of the simulator's parents: half entirely, half mixed):
 /// asking only for seller-fulfilled children — what every version before `sync.fulfillment_types`
 /// did, since the API's default is seller-only — loses whole parents and children of mixed ones.
-/// The upgrade's re-backfill (cursor cleared, as the 2026-12-05 migration does) and the default
-/// types then bring the database to the ground truth, each parent with exactly its children,
-/// while orders change during the walk and the API fails at a high rate.
+/// The upgrade's re-backfill (cursor cleared, as the 2026-12-05 migration does; pending in
+/// `/status` while it cannot finish) and the default types then bring the database to the ground
+/// truth, each parent with exactly its children, while orders change during the walk and the API
+/// fails at a high rate.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cooperative_warehouse_orders_arrive_with_their_exact_children() {
     let (db, sim) = setup("e2e_coop", 1200).await;
+    let client = seller_only_sync_loses_cooperative_orders(&db, &sim).await;
+    client
+        .execute(
+            "UPDATE sync_state SET cursor = NULL, backfill_reason = 'upgrade' WHERE stream = 'orders'",
+            &[],
+        )
+        .await
+        .unwrap();
+    upgrade_rebackfill_completes_every_parent(&db, &sim, &client).await;
+}
+
+/// The old request (seller-fulfilled only): prints and checks what it misses; the daemon stopped.
+async fn seller_only_sync_loses_cooperative_orders(
+    db: &temu_sync::testkit::TestDatabase,
+    sim: &Sim,
+) -> tokio_postgres::Client {
     let truth = sim.handle.ground_truth();
     let orders = &truth.shops["shop-0"].orders;
-    let coop = |o: &&serde_json::Value| {
-        o["orderList"].as_array().is_some_and(|c| {
-            c.iter()
-                .any(|c| c["fulfillmentType"] == "fulfillByCooperativeWarehouse")
+    let with_coop = orders
+        .values()
+        .filter(|o| {
+            o["orderList"].as_array().is_some_and(|c| {
+                c.iter()
+                    .any(|c| c["fulfillmentType"] == "fulfillByCooperativeWarehouse")
+            })
         })
-    };
-    let with_coop = orders.values().filter(coop).count();
+        .count();
     let children: usize = orders
         .values()
         .map(|o| o["orderList"].as_array().map_or(0, |c| c.len()))
@@ -225,42 +244,74 @@ async fn cooperative_warehouse_orders_arrive_with_their_exact_children() {
         with_coop * 5 > orders.len(),
         "about 30 % use a cooperative warehouse"
     );
-
-    // Before: the old request (seller-fulfilled only).
-    let mut old = options(&db, &sim);
+    let mut old = options(db, sim);
     old.extra_sync = "  fulfillment_types: [fulfillBySeller]\n".to_string();
-    let daemon = Daemon::start(&sim, &old);
-    let client = wait_for_client(&db).await;
+    let mut daemon = Daemon::start(sim, &old);
+    let client = wait_for_client(db).await;
     let t0 = chrono::DateTime::<chrono::Utc>::UNIX_EPOCH;
     assert!(
-        wait_for_complete_round(&client, &sim, t0, Duration::from_secs(90)).await,
+        wait_for_complete_round(&client, sim, t0, Duration::from_secs(90)).await,
         "seller-only sync did not complete\n{}",
         daemon.log_tail(40)
     );
-    let before = compare(&client, &sim).await;
-    let (lost_parents, wrong_sets, lost_children) = fulfilment_losses(&before, &sim);
+    let before = compare(&client, sim).await;
+    let (lost_parents, wrong_sets, lost_children) = fulfilment_losses(&before, sim);
     println!(
-        "seller-only (no fulfillmentTypeList): {} parents, {} with cooperative children, \
-         {} children; missing {lost_parents} parents ({:.1} %), {wrong_sets} parents with a \
-         wrong child set, {lost_children} children missing ({:.1} %)",
+        "seller-only (no fulfillmentTypeList): {} parents, {with_coop} with cooperative children, \
+         {children} children; missing {lost_parents} parents ({:.1} %), {wrong_sets} parents with \
+         a wrong child set, {lost_children} children missing ({:.1} %)",
         orders.len(),
-        with_coop,
-        children,
         100.0 * lost_parents as f64 / orders.len() as f64,
         100.0 * lost_children as f64 / children as f64,
     );
     assert!(lost_parents > 0 && wrong_sets > 0, "{}", before.summary());
-    let mut daemon = daemon;
     assert_eq!(daemon.terminate(Duration::from_secs(20)), Some(Some(0)));
-
-    // The upgrade: one re-backfill, then the default types, under drift and faults.
     client
-        .execute(
-            "UPDATE sync_state SET cursor = NULL, backfill_reason = 'upgrade' WHERE stream = 'orders'",
-            &[],
-        )
+}
+
+/// `GET /status`'s view of the orders stream of `daemon`.
+async fn orders_view(http: &reqwest::Client, daemon: &Daemon) -> Option<serde_json::Value> {
+    let status: serde_json::Value = http
+        .get(daemon.url("/status"))
+        .send()
         .await
-        .unwrap();
+        .ok()?
+        .json()
+        .await
+        .ok()?;
+    status["streams"]
+        .as_array()?
+        .iter()
+        .find(|s| s["stream"] == "orders")
+        .cloned()
+}
+
+/// The upgraded daemon (default types): the pending re-backfill shows in `/status` while every
+/// call fails, then completes under drift and faults; the database equals the truth.
+async fn upgrade_rebackfill_completes_every_parent(
+    db: &temu_sync::testkit::TestDatabase,
+    sim: &Sim,
+    client: &tokio_postgres::Client,
+) {
+    sim.handle.set_faults(FaultConfig {
+        system_error: 1.0,
+        ..FaultConfig::default()
+    });
+    let since = db_now(client).await;
+    let daemon = Daemon::start(sim, &options(db, sim));
+    let http = reqwest::Client::new();
+    let shown = eventually(Duration::from_secs(30), || async {
+        orders_view(&http, &daemon)
+            .await
+            .is_some_and(|v| v["backfill_reason"].as_str() == Some("upgrade"))
+    })
+    .await;
+    assert!(
+        shown,
+        "/status shows the pending re-backfill\n{}",
+        daemon.log_tail(30)
+    );
+    assert!(daemon.log().contains("backfills sync.initial_window once"));
     sim.handle.set_mutation_rate(0.3);
     sim.handle.set_faults(FaultConfig {
         system_error: 0.05,
@@ -268,41 +319,35 @@ async fn cooperative_warehouse_orders_arrive_with_their_exact_children() {
         reset: 0.03,
         ..FaultConfig::default()
     });
-    let since = db_now(&client).await;
-    let daemon = Daemon::start(&sim, &options(&db, &sim));
     assert!(
-        wait_for_complete_round(&client, &sim, since, Duration::from_secs(150)).await,
+        wait_for_complete_round(client, sim, since, Duration::from_secs(150)).await,
         "sync after the upgrade did not complete\n{}",
         daemon.log_tail(40)
     );
     sim.handle.set_mutation_rate(0.0);
     sim.handle.set_faults(FaultConfig::none());
-    assert_matches_truth(&client, &sim, &daemon).await;
-    let after = compare(&client, &sim).await;
+    assert_matches_truth(client, sim, &daemon).await;
+    let after = compare(client, sim).await;
     println!(
         "both types (default): missing {} parents, {} wrong child sets, checked {}",
         after.missing.len(),
         after.item_mismatch.len(),
         after.checked
     );
-    let pending: i64 = client
-        .query_one(
-            "SELECT count(*) FROM sync_state WHERE backfill_reason IS NOT NULL",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let count = |sql: &'static str| async move {
+        client.query_one(sql, &[]).await.unwrap().get::<_, i64>(0)
+    };
+    let pending = count("SELECT count(*) FROM sync_state WHERE backfill_reason IS NOT NULL").await;
     assert_eq!(pending, 0, "the re-backfill's success cleared its reason");
-    let warehouses: i64 = client
-        .query_one(
-            "SELECT count(DISTINCT inventory_deduction_warehouse_id) FROM order_items \
-             WHERE fulfillment_type = 'fulfillByCooperativeWarehouse'",
-            &[],
-        )
+    let view = orders_view(&http, &daemon)
         .await
-        .unwrap()
-        .get(0);
+        .expect("orders on /status");
+    assert!(view["backfill_reason"].is_null(), "{view}");
+    let warehouses = count(
+        "SELECT count(DISTINCT inventory_deduction_warehouse_id) FROM order_items \
+         WHERE fulfillment_type = 'fulfillByCooperativeWarehouse'",
+    )
+    .await;
     assert!(
         warehouses >= 1,
         "the cooperative warehouses are typed columns"

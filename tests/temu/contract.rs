@@ -161,57 +161,67 @@ fn raw_values<T>(items: &[temu_sync::temu::envelope::WithRaw<T>]) -> Vec<Value> 
         .collect()
 }
 
-/// The simulator serves the documented shape: no field of an undocumented type, and no field
-/// the recorded shape does not have.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_simulator_serves_the_recorded_shape() {
-    let (_sim, _cfg, client) = sim_and_client(31, 120, 1000, |_, _| {}).await;
-    let shop = shop_of(&client, "shop-0");
+/// What the simulator serves for each list API: (API, its list key, the records as JSON, their
+/// field types), and the child fulfilment types it listed.
+async fn served(
+    client: &temu_sync::temu::TemuClient,
+    shop: &temu_sync::temu::TemuShop,
+) -> (
+    Vec<(
+        &'static str,
+        &'static str,
+        Vec<Value>,
+        &'static fields::RecordFields,
+    )>,
+    BTreeSet<String>,
+) {
+    let page = |n| OrderListRequest {
+        page_number: n,
+        page_size: 100,
+        fulfillment_type_list: every_fulfillment_type(),
+        ..Default::default()
+    };
     let orders = client
-        .list_orders(
-            &shop,
-            &OrderListRequest {
-                page_number: 1,
-                page_size: 100,
-                fulfillment_type_list: every_fulfillment_type(),
-                ..Default::default()
-            },
-        )
+        .list_orders(shop, &page(1))
         .await
         .unwrap()
         .result
         .unwrap();
+    let goods = GoodsListRequest {
+        page_no: 1,
+        page_size: 100,
+        goods_search_type: 1,
+        ..Default::default()
+    };
     let goods = client
-        .list_goods(
-            &shop,
-            &GoodsListRequest {
-                page_no: 1,
-                page_size: 100,
-                goods_search_type: 1,
-                ..Default::default()
-            },
-        )
+        .list_goods(shop, &goods)
         .await
         .unwrap()
         .result
         .unwrap();
-    let now = chrono::Utc::now().timestamp();
+    let after = AfterSalesListRequest {
+        page_no: 1,
+        page_size: 100,
+        update_at_start: Some(0),
+        update_at_end: Some(chrono::Utc::now().timestamp()),
+        ..Default::default()
+    };
     let after = client
-        .list_aftersales(
-            &shop,
-            &AfterSalesListRequest {
-                page_no: 1,
-                page_size: 100,
-                update_at_start: Some(0),
-                update_at_end: Some(now),
-                ..Default::default()
-            },
-        )
+        .list_aftersales(shop, &after)
         .await
         .unwrap()
         .result
         .unwrap();
-    let served = [
+    let types = orders
+        .page_items
+        .iter()
+        .flat_map(|i| {
+            i.order_list
+                .iter()
+                .filter_map(|c| c.fulfillment_type.clone())
+        })
+        .collect();
+    let served = vec![
         (
             API_ORDER_LIST,
             "pageItems",
@@ -231,6 +241,16 @@ async fn the_simulator_serves_the_recorded_shape() {
             &fields::AFTERSALES,
         ),
     ];
+    (served, types)
+}
+
+/// The simulator serves the documented shape: no field of an undocumented type, and no field
+/// the recorded shape does not have; both fulfilment types among the children.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_simulator_serves_the_recorded_shape() {
+    let (_sim, _cfg, client) = sim_and_client(31, 120, 1000, |_, _| {}).await;
+    let shop = shop_of(&client, "shop-0");
+    let (served, types) = served(&client, &shop).await;
     for (api, list, items, spec) in served {
         assert!(!items.is_empty(), "{api} served records");
         for item in &items {
@@ -249,20 +269,34 @@ async fn the_simulator_serves_the_recorded_shape() {
             );
         }
     }
-    let types: BTreeSet<String> = orders
-        .page_items
-        .iter()
-        .flat_map(|i| {
-            i.order_list
-                .iter()
-                .filter_map(|c| c.fulfillment_type.clone())
-        })
-        .collect();
     assert_eq!(
         types,
         BTreeSet::from([
             "fulfillBySeller".into(),
             "fulfillByCooperativeWarehouse".into()
         ])
+    );
+}
+
+/// An optional text of products and after-sales sent as a number does not fail the page (which
+/// would stall the stream): the record converts, the field is named.
+#[test]
+fn a_number_where_text_is_documented_converts_and_is_named() {
+    let mut doc = fixture(API_GOODS_LIST);
+    doc["result"]["goodsList"][0]["goodsName"] = Value::from(42);
+    doc["result"]["goodsList"][0]["skuInfoList"][0]["skuSn"] = Value::from(7);
+    let g: GoodsListResult = serde_json::from_value(doc["result"].clone()).expect("decodes");
+    assert_eq!(
+        unexpected_fields(&fields::GOODS, g.goods_list[0].raw.get()),
+        vec!["goodsName", "skuInfoList.skuSn"]
+    );
+    let p = ProductRecord::from_api(&g.goods_list[0]).expect("converts");
+    assert_eq!((p.name, p.skus[0].sku_sn.clone()), (None, None));
+    let mut doc = fixture(API_AFTERSALES_LIST);
+    doc["result"]["data"][0]["parentOrderSn"] = Value::from(5);
+    let a: AfterSalesListResult = serde_json::from_value(doc["result"].clone()).expect("decodes");
+    assert_eq!(
+        unexpected_fields(&fields::AFTERSALES, a.data[0].raw.get()),
+        vec!["parentOrderSn"]
     );
 }

@@ -67,18 +67,7 @@ async fn paging_is_sorted_capped_and_closed_interval() {
     // Walk every page: all orders, each once, update time descending.
     let mut seen = Vec::new();
     for n in 1..=3 {
-        let req = OrderListRequest {
-            page_number: n,
-            page_size: 100,
-            fulfillment_type_list: every_fulfillment_type(),
-            ..Default::default()
-        };
-        let r = client
-            .list_orders(&shop0, &req)
-            .await
-            .unwrap()
-            .result
-            .unwrap();
+        let r = order_page(&client, &shop0, n, every_fulfillment_type()).await;
         seen.extend(r.page_items.into_iter().map(|i| i.value.parent_order_map));
     }
     assert_eq!(seen.len(), 250);
@@ -389,18 +378,7 @@ async fn fulfillment_type_list_selects_children_as_documented() {
             let mut children: BTreeSet<(String, String)> = BTreeSet::new();
             let mut parents = 0;
             for n in 1..=3 {
-                let req = OrderListRequest {
-                    page_number: n,
-                    page_size: 100,
-                    fulfillment_type_list: types.clone(),
-                    ..Default::default()
-                };
-                let r = client
-                    .list_orders(&shop0, &req)
-                    .await
-                    .unwrap()
-                    .result
-                    .unwrap();
+                let r = order_page(&client, &shop0, n, types.clone()).await;
                 parents += r.page_items.len();
                 for item in &r.page_items {
                     assert!(
@@ -523,4 +501,25 @@ async fn scopes_limit_the_apis_and_the_token_check_names_the_skipped_streams() {
         report.contains("temu:scopes") && report.contains("products (needs"),
         "{report}"
     );
+}
+
+/// Page `n` (100 a page) of the order listing, asking for the children of `types`.
+async fn order_page(
+    client: &TemuClient,
+    shop: &TemuShop,
+    n: u32,
+    types: Option<Vec<String>>,
+) -> OrderListResult {
+    let req = OrderListRequest {
+        page_number: n,
+        page_size: 100,
+        fulfillment_type_list: types,
+        ..Default::default()
+    };
+    client
+        .list_orders(shop, &req)
+        .await
+        .unwrap()
+        .result
+        .unwrap()
 }
