@@ -80,7 +80,8 @@ gzip -9n -c packaging/changelog >"$doc/changelog.Debian.gz"
 chmod 0644 "$doc/changelog.Debian.gz"
 
 # Shared-library dependencies as Debian names them (libc6 (>= 2.34), …), plus what the scripts
-# and the unit call: adduser (postinst), procps (/bin/kill in ExecReload=).
+# and the unit call: adduser (postinst), procps (/bin/kill in ExecReload=), and ca-certificates
+# (without root certificates the daemon cannot build its HTTPS client and exits 78 at start).
 install -d -m 0755 "$root/DEBIAN"
 printf 'Source: temu-sync\n\nPackage: temu-sync\nArchitecture: any\n' >"$work/debian/control"
 # (Its warning that the binary is not in a package directory is noise here: it is.)
@@ -91,7 +92,7 @@ fi
 grep -v "should already be installed in their package's directory" "$work/shlibs.err" >&2 || true
 shlibs=$(cat "$work/shlibs")
 shlibs=${shlibs#shlibs:Depends=}
-depends="adduser, procps, $shlibs"
+depends="adduser, ca-certificates, procps, $shlibs"
 rm "$work/debian/control" "$work/shlibs" "$work/shlibs.err"
 
 install -m 0755 -t "$root/DEBIAN" packaging/debian/postinst packaging/debian/prerm packaging/debian/postrm
