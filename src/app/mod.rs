@@ -76,6 +76,7 @@ pub async fn run_with(
         }
     };
     let notifier = Notifier::from_env();
+    note_no_shops(&shared);
     spawn_metrics_upkeep(&shared);
     let cfg = &shared.config;
     let listener = match TcpListener::bind(cfg.http.listen).await {
@@ -156,6 +157,19 @@ pub async fn run_with(
         }
     };
     stop(&shared, &notifier, Some(supervisor), Some(server), cause).await
+}
+
+/// The note in `/health` and `STATUS=` when the configuration lists no shop: the daemon runs (the
+/// package's config.yaml has none) and syncs nothing until shops are added.
+pub const NO_SHOPS: &str = "no shops configured";
+
+fn note_no_shops(shared: &Shared) {
+    if shared.config.shops.is_empty() {
+        tracing::warn!(
+            "{NO_SHOPS}: nothing to sync; add apps and shops to the configuration and restart"
+        );
+        shared.health.add_note(NO_SHOPS);
+    }
 }
 
 /// Histogram samples are folded on a timer, so memory stays flat whether or not anyone scrapes.
@@ -342,14 +356,15 @@ pub async fn migrate(config: &Config) -> Result<Vec<String>, crate::db::DbError>
 pub const SIGHUP_MESSAGE: &str = "reload is not supported yet; restart to apply";
 
 /// Resolves on SIGTERM or SIGINT with the signal's name. SIGHUP never stops the daemon (its
-/// default action would kill it): each one is logged at warn ([`SIGHUP_MESSAGE`]) and the wait
-/// goes on. The handlers are installed when this is called, not when the future is first polled,
+/// default action would kill it): each one is logged at warn ([`SIGHUP_MESSAGE`]) between
+/// `RELOADING=1` and `READY=1` to systemd (`ExecReload=` sends it), and the wait goes on. The handlers are installed when this is called, not when the future is first polled,
 /// so a signal during start-up is already handled. Needs a tokio runtime.
 pub fn shutdown_signal() -> impl std::future::Future<Output = &'static str> {
     use tokio::signal::unix::{signal, SignalKind};
     let term = signal(SignalKind::terminate());
     let int = signal(SignalKind::interrupt());
     let hup = signal(SignalKind::hangup());
+    let notifier = Notifier::from_env();
     async move {
         let (Ok(mut term), Ok(mut int)) = (term, int) else {
             // Without signal handlers we can only wait for Ctrl-C through tokio's fallback.
@@ -368,7 +383,9 @@ pub fn shutdown_signal() -> impl std::future::Future<Output = &'static str> {
                 _ = term.recv() => return "SIGTERM",
                 _ = int.recv() => return "SIGINT",
                 Some(()) = async { hup.as_mut()?.recv().await } => {
+                    notifier.reloading();
                     tracing::warn!(signal = "SIGHUP", "{SIGHUP_MESSAGE}");
+                    notifier.reloaded();
                 }
             }
         }

@@ -33,6 +33,9 @@ struct Snapshot {
     /// sync actors, …), keyed by the health+json check name, e.g. `temu:circuit` or
     /// `sync:us-main:orders`.
     extra: BTreeMap<String, Vec<Check>>,
+    /// Standing remarks about the daemon as a whole (e.g. "no shops configured"), in the report's
+    /// `notes` and at the end of systemd's `STATUS=` line.
+    notes: Vec<String>,
     shutting_down: bool,
 }
 
@@ -169,6 +172,16 @@ impl Health {
         self.changed();
     }
 
+    /// Adds a standing note to every report (once, however often it is added).
+    pub fn add_note(&self, note: &str) {
+        let mut snap = self.inner.write();
+        if !snap.notes.iter().any(|n| n == note) {
+            snap.notes.push(note.to_string());
+        }
+        drop(snap);
+        self.changed();
+    }
+
     pub fn set_shutting_down(&self) {
         self.inner.write().shutting_down = true;
         self.changed();
@@ -223,7 +236,7 @@ impl Health {
             .map(|c| c.status)
             .max()
             .unwrap_or(Status::Pass);
-        let mut notes = Vec::new();
+        let mut notes = snap.notes.clone();
         if snap.shutting_down {
             status = Status::Fail;
             notes.push("shutting down".to_string());

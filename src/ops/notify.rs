@@ -144,6 +144,17 @@ impl Notifier {
         self.send_logged(&format!("STOPPING=1\nSTATUS={}", one_line(status)));
     }
 
+    /// `RELOADING=1` with the monotonic clock's `MONOTONIC_USEC=` (systemd 253+ requires both
+    /// before a reload counts; older versions ignore them): send [`Notifier::reloaded`] after.
+    pub fn reloading(&self) {
+        self.send_logged(&format!("RELOADING=1\nMONOTONIC_USEC={}", monotonic_usec()));
+    }
+
+    /// `READY=1` again: the reload is over.
+    pub fn reloaded(&self) {
+        self.send_logged("READY=1");
+    }
+
     /// `WATCHDOG=1` (the caller has checked liveness).
     pub fn watchdog(&self) {
         self.send_logged("WATCHDOG=1");
@@ -226,11 +237,21 @@ async fn run(
 
 /// The one-line summary sent as `STATUS=`: `pass: 5 checks pass`, or the status followed by the
 /// checks that are not passing, worst first, e.g.
-/// `fail: postgres fail (unreachable: connection refused); temu restarting`.
+/// `fail: postgres fail (unreachable: connection refused); temu restarting`; the report's notes
+/// follow (`pass: 5 checks pass; no shops configured`).
 pub fn status_line(report: &HealthReport) -> String {
     if report.notes.iter().any(|n| n == "shutting down") {
         return "stopping".to_string();
     }
+    let line = checks_line(report);
+    if report.notes.is_empty() {
+        return line;
+    }
+    one_line(&format!("{line}; {}", report.notes.join("; ")))
+}
+
+/// [`status_line`] without the notes.
+fn checks_line(report: &HealthReport) -> String {
     let mut problems: Vec<(Status, String)> = Vec::new();
     let mut total = 0usize;
     for (name, checks) in &report.checks {
@@ -285,6 +306,20 @@ fn short_output(output: &str) -> String {
         out.push('…');
     }
     out
+}
+
+/// `CLOCK_MONOTONIC` in microseconds, the clock systemd compares `MONOTONIC_USEC=` with.
+fn monotonic_usec() -> u64 {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `now` is a valid, writable timespec for the duration of the call.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
+    if rc != 0 {
+        return 0;
+    }
+    (now.tv_sec as u64) * 1_000_000 + (now.tv_nsec as u64) / 1_000
 }
 
 /// No newlines (they would start a new assignment) and at most [`STATUS_MAX`] characters.
@@ -361,5 +396,23 @@ mod tests {
         assert!(!line.contains('\n'));
         health.set_shutting_down();
         assert_eq!(status_line(&health.report()), "stopping");
+    }
+
+    #[test]
+    fn status_line_ends_with_the_notes() {
+        let health = Health::passing("t");
+        health.add_note("no shops configured");
+        health.add_note("no shops configured");
+        assert_eq!(
+            status_line(&health.report()),
+            "pass: 3 checks pass; no shops configured"
+        );
+        assert_eq!(health.report().notes, ["no shops configured"]);
+    }
+
+    #[test]
+    fn monotonic_usec_counts_forwards_from_boot() {
+        let (a, b) = (monotonic_usec(), monotonic_usec());
+        assert!(a > 0 && b >= a, "{a} then {b}");
     }
 }

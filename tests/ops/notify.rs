@@ -1,6 +1,6 @@
 //! The systemd notify protocol against a unix datagram socket standing in for systemd's
 //! `NOTIFY_SOCKET`: the real binary says READY=1 and STATUS= without a database, pings the
-//! watchdog every WATCHDOG_USEC/2 and says STOPPING=1 on SIGTERM; the notifier withholds the
+//! watchdog every WATCHDOG_USEC/2, says RELOADING=1 … READY=1 on SIGHUP and STOPPING=1 on SIGTERM; the notifier withholds the
 //! watchdog ping while the supervisor does not answer, and a panic of the notifier is caught and
 //! counted (never an unnoticed end of the watchdog).
 
@@ -115,6 +115,22 @@ fn daemon_speaks_the_notify_protocol_without_a_database() {
         statuses.iter().any(|m| m.contains("postgres")),
         "some STATUS= names the unreachable database: {statuses:?}"
     );
+
+    // SIGHUP (systemd's ExecReload=): RELOADING=1 with the monotonic clock, then READY=1 again.
+    daemon.signal(libc::SIGHUP);
+    let (seen, reloading) = systemd.until(Duration::from_secs(10), |m| m.contains("RELOADING=1"));
+    assert!(reloading, "no RELOADING=1 after SIGHUP; got {seen:?}");
+    let usec = seen.last().and_then(|m| {
+        m.lines()
+            .find_map(|l| l.strip_prefix("MONOTONIC_USEC="))
+            .and_then(|v| v.parse::<u64>().ok())
+    });
+    assert!(
+        usec.is_some_and(|u| u > 0),
+        "RELOADING=1 carries MONOTONIC_USEC=: {seen:?}"
+    );
+    let (seen, ready) = systemd.until(Duration::from_secs(10), |m| m == "READY=1");
+    assert!(ready, "READY=1 after the reload; got {seen:?}");
 
     // SIGTERM: STOPPING=1, then a clean exit.
     daemon.signal(libc::SIGTERM);
