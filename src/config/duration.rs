@@ -119,7 +119,12 @@ mod tests {
 
     #[test]
     fn reads_humantime_forms_and_prints_them_compactly() {
-        for (text, secs) in [("30s", 30), ("5m", 300), ("1h 30m", 5400), ("90d", 7_776_000)] {
+        for (text, secs) in [
+            ("30s", 30),
+            ("5m", 300),
+            ("1h 30m", 5400),
+            ("90d", 7_776_000),
+        ] {
             let d = parse(text).unwrap();
             assert_eq!(d, Duration::from_secs(secs), "{text}");
         }

@@ -114,12 +114,7 @@ fn env_override_with_bad_value_names_the_variable() {
 
 #[test]
 fn env_override_of_a_duration_is_range_checked_naming_the_variable() {
-    let text = err(load_env(
-        "",
-        &[],
-        &[("TEMU_SYNC__SYNC__LOOKBACK", "11y")],
-    ))
-    .to_string();
+    let text = err(load_env("", &[], &[("TEMU_SYNC__SYNC__LOOKBACK", "11y")])).to_string();
     assert!(
         text.starts_with(
             "environment variable TEMU_SYNC__SYNC__LOOKBACK: sync.lookback: duration \"11y\" \
