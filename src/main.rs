@@ -53,6 +53,9 @@ enum Command {
         /// Seed of the generated data.
         #[arg(long, default_value_t = 42)]
         seed: u64,
+        /// More of the daemon's own log (warnings only by default): -v info, -vv debug.
+        #[arg(short, long, action = clap::ArgAction::Count)]
+        verbose: u8,
     },
     /// Ask Temu about every shop's access token: mall id, expiry and scopes.
     /// Exits 0 when every token is usable (expiring soon only warns), 1 when one is refused or expired.
@@ -127,7 +130,20 @@ fn main() -> ExitCode {
     if let Command::CheckConfig = command {
         return ExitCode::from(check_config(&config, &warnings, &cli.config) as u8);
     }
-    if let Err(e) = temu_sync::telemetry::init(&config.log) {
+    // The demo draws its own display and keeps the daemon's log quiet; every other command logs
+    // as configured.
+    let (command, demo_screen) = match command {
+        Command::Demo { verbose, .. } => {
+            let screen = temu_sync::app::demo::Screen::for_stderr();
+            (command, Some((screen, verbose)))
+        }
+        other => (other, None),
+    };
+    let logging = match &demo_screen {
+        Some((screen, verbose)) => screen.init_logging(&config.log, *verbose),
+        None => temu_sync::telemetry::init(&config.log),
+    };
+    if let Err(e) = logging {
         eprintln!("temu-sync: {e}");
         return ExitCode::from(exit::CONFIG as u8);
     }
@@ -144,7 +160,7 @@ fn main() -> ExitCode {
             return ExitCode::from(exit::SOFTWARE as u8);
         }
     };
-    let code = runtime.block_on(run_command(command, config));
+    let code = runtime.block_on(run_command(command, config, demo_screen.map(|(s, _)| s)));
     // Don't wait for stray blocking tasks (e.g. a migration stuck on a dead socket) at exit.
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     ExitCode::from(code as u8)
@@ -166,8 +182,12 @@ fn check_config(config: &Config, warnings: &[String], path: &Path) -> i32 {
     exit::OK
 }
 
-/// Every command but `check-config`, on the runtime; the exit code.
-async fn run_command(command: Command, config: Config) -> i32 {
+/// Every command but `check-config`, on the runtime; the exit code. `screen` is the demo's.
+async fn run_command(
+    command: Command,
+    config: Config,
+    screen: Option<temu_sync::app::demo::Screen>,
+) -> i32 {
     match command {
         Command::Migrate => migrate(&config).await,
         Command::Status => status(&config).await,
@@ -175,13 +195,15 @@ async fn run_command(command: Command, config: Config) -> i32 {
             shops,
             orders,
             seed,
+            ..
         } => {
             let options = temu_sync::app::demo::DemoOptions {
                 shops: shops.clamp(1, 50),
                 orders,
                 seed,
             };
-            temu_sync::app::demo::run(config, options).await
+            let screen = screen.unwrap_or_else(temu_sync::app::demo::Screen::for_stderr);
+            temu_sync::app::demo::run(config, options, screen).await
         }
         Command::CheckToken => check_token(&config).await,
         command @ (Command::Audit { .. } | Command::Backfill { .. } | Command::Reset { .. }) => {

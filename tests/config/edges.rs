@@ -82,11 +82,11 @@ fn refused(yaml: &str, needles: &[&str]) {
 fn a_duration_longer_than_ten_years_is_refused_naming_the_key() {
     refused(
         &config("sync:\n  settle: 300000y\n"),
-        &["sync.settle", "at most 10 years"],
+        &["sync.settle", "\"300000y\"", "at most 10 years (3650d)"],
     );
     refused(
         &config("http:\n  request_timeout: 20000y\n"),
-        &["http.request_timeout", "at most 10 years"],
+        &["http.request_timeout", "\"20000y\"", "at most 10 years"],
     );
 }
 

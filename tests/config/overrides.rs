@@ -113,6 +113,22 @@ fn env_override_with_bad_value_names_the_variable() {
 }
 
 #[test]
+fn env_override_of_a_duration_is_range_checked_naming_the_variable() {
+    let text = err(load_env("", &[], &[("TEMU_SYNC__SYNC__LOOKBACK", "11y")])).to_string();
+    assert!(
+        text.starts_with(
+            "environment variable TEMU_SYNC__SYNC__LOOKBACK: sync.lookback: duration \"11y\" \
+             is out of range: at most 10 years (3650d)"
+        ),
+        "{text}"
+    );
+    let c = load_env("", &[], &[("TEMU_SYNC__SYNC__LOOKBACK", "2h 30m")])
+        .unwrap()
+        .config;
+    assert_eq!(c.sync.lookback, Duration::from_secs(9000));
+}
+
+#[test]
 fn env_override_index_gap_is_an_error() {
     let text = err(load_env("", &[], &[("TEMU_SYNC__SHOPS__3__NAME", "x")])).to_string();
     assert!(text.contains("TEMU_SYNC__SHOPS__3__NAME"), "{text}");

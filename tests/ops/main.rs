@@ -7,6 +7,7 @@
 #[path = "../temu_common/mod.rs"]
 mod temu_common;
 
+mod demo;
 mod deploy;
 mod metrics;
 mod notify;
