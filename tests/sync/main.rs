@@ -2,8 +2,8 @@
 //! database is compared with the simulator's ground truth — every record present, at its latest
 //! version, no duplicates — after backfills, updates, drift, faults, crashes and outages.
 //!
-//! One test binary: `e2e` (what arrives in the database), `lifecycle` (signals, kills, timeouts,
-//! two daemons), `routes` (the HTTP routes of a syncing daemon); and in process, `scheduler` (the
+//! One test binary: `e2e` (what arrives in the database), `pages` (one shop's concurrent pages
+//! within its app's budget), `lifecycle` (signals, kills, timeouts, two daemons), `routes` (the HTTP routes of a syncing daemon); and in process, `scheduler` (the
 //! sync actor's state machine on paused time, over the in-memory ledger) and `ledger` (the same
 //! lease contract in PostgreSQL, two daemons on one database). The shared world (simulator,
 //! daemon, ground-truth comparison) is `tests/sync_common`, which the fault matrix uses too. Each
@@ -15,6 +15,7 @@ mod sync_common;
 mod e2e;
 mod ledger;
 mod lifecycle;
+mod pages;
 mod routes;
 mod scheduler;
 
