@@ -369,7 +369,7 @@ impl Default for SyncConfig {
             lookback: Duration::from_secs(3600),
             initial_window: Duration::from_secs(90 * 86400),
             max_concurrent_runs: 4,
-            settle: Duration::from_secs(120),
+            settle: Duration::from_secs(30),
             chunk: Duration::from_secs(86_400),
             page_concurrency: None,
             lease_ttl: Duration::from_secs(60),
@@ -411,9 +411,9 @@ pub struct SyncIntervals {
 impl Default for SyncIntervals {
     fn default() -> Self {
         Self {
-            orders: Duration::from_secs(30 * 60),
+            orders: Duration::from_secs(60),
             products: Duration::from_secs(60 * 60),
-            aftersales: Duration::from_secs(30 * 60),
+            aftersales: Duration::from_secs(60),
         }
     }
 }
