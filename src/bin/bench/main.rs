@@ -152,10 +152,14 @@ async fn run(args: Args) -> i32 {
         freshness::bench_freshness(&args, &dir, &mut table).await;
     }
     table.note(format!("machine: {machine}"));
+    let command: Vec<String> = std::env::args().skip(1).collect();
+    let daemon = std::env::var("BENCH_DAEMON")
+        .map(|d| format!("BENCH_DAEMON={d} "))
+        .unwrap_or_default();
     table.note(format!(
-        "bench took {:.0} s; command: target/release/bench{}",
+        "bench took {:.0} s; command: {daemon}target/release/bench {}",
         started.elapsed().as_secs_f64(),
-        if args.quick { " --quick" } else { "" }
+        command.join(" ")
     ));
     table.print_sorted();
     if let Some(path) = &args.markdown {

@@ -38,6 +38,8 @@ struct Backfill {
     /// From the first run's start to the first committed order row.
     first_row_secs: f64,
     changes: u64,
+    /// Calls/s over the middle 80 % of the simulator's requests (start-up and drain left out).
+    steady_rate: f64,
 }
 
 pub async fn bench_single(dir: &Path, table: &mut Table) {
@@ -75,7 +77,7 @@ async fn backfill(
     let setup = DaemonSetup::single_shop(&name, db.url(), &config, sim.router_url(), qps);
     let daemon = daemon::start(dir, &setup);
     let client = connect_pg(&db.url(), Duration::from_secs(30)).await;
-    let changes = change_until_done(&client, &sim, changes_per_sec).await;
+    let (changes, samples) = change_until_done(&client, &sim, changes_per_sec).await;
     let hwm = proc_kb(daemon.pid(), "VmHWM").unwrap_or(0);
     let row = client.query_opt(RUN_FIGURES, &[]).await.ok().flatten();
     daemon.stop(STOP_LIMIT);
@@ -92,6 +94,7 @@ async fn backfill(
         rejections,
         first_row_secs: row.get::<_, Option<f64>>(2).unwrap_or(f64::NAN),
         changes,
+        steady_rate: middle_rate(&samples),
     })
 }
 
@@ -120,14 +123,20 @@ pub fn single_sim(orders: usize, latency_ms: u64) -> SimConfig {
 }
 
 /// Changes `per_sec` orders a second until the first orders run succeeded (30 min at most);
-/// returns how many changes were made.
-async fn change_until_done(client: &tokio_postgres::Client, sim: &SimHandle, per_sec: f64) -> u64 {
+/// returns how many changes were made and (seconds, simulator requests) every 100 ms.
+async fn change_until_done(
+    client: &tokio_postgres::Client,
+    sim: &SimHandle,
+    per_sec: f64,
+) -> (u64, Vec<(f64, u64)>) {
     let started = Instant::now();
+    let mut samples = Vec::new();
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     let (mut owed, mut changes, mut ticks) = (0.0f64, 0u64, 0u64);
     loop {
         tick.tick().await;
         ticks += 1;
+        samples.push((started.elapsed().as_secs_f64(), sim.stats().requests));
         owed += per_sec / 10.0;
         let now = owed.floor();
         owed -= now;
@@ -141,8 +150,18 @@ async fn change_until_done(client: &tokio_postgres::Client, sim: &SimHandle, per
         )
         .await;
         if done > 0 || started.elapsed() > Duration::from_secs(1800) {
-            return changes;
+            return (changes, samples);
         }
+    }
+}
+
+/// Requests/s between the samples where 10 % and 90 % of the requests had been made.
+fn middle_rate(samples: &[(f64, u64)]) -> f64 {
+    let total = samples.last().map_or(0, |s| s.1) as f64;
+    let reached = |share: f64| samples.iter().find(|s| s.1 as f64 >= share * total);
+    match (reached(0.1), reached(0.9)) {
+        (Some(a), Some(b)) if b.0 > a.0 => (b.1 - a.1) as f64 / (b.0 - a.0),
+        _ => f64::NAN,
     }
 }
 
@@ -165,13 +184,30 @@ fn report_still(table: &mut Table, orders: usize, latency_ms: u64, b: &Backfill)
     let rate = b.calls as f64 / b.secs;
     let ratio = rate / f64::from(b.qps);
     let ideal = b.calls as f64 / f64::from(b.qps);
+    let steady = b.steady_rate / f64::from(b.qps);
     table.add(
         "single",
-        format!("{label}: order-list calls/s (ratio to {} QPS)", b.qps),
-        format!("{rate:.2}/s ({ratio:.2})"),
+        format!(
+            "{label}: calls/s over the middle 80 % of the calls (ratio to {} QPS)",
+            b.qps
+        ),
+        format!("{:.2}/s ({steady:.2})", b.steady_rate),
         "≥ 0.9 of the budget",
-        Some(ratio >= 0.9),
+        Some(steady >= 0.9),
     );
+    table.add(
+        "single",
+        format!(
+            "{label}: order-list calls/s over the whole run (ratio to {} QPS)",
+            b.qps
+        ),
+        format!("{rate:.2}/s ({ratio:.2})"),
+        "informational: includes start-up and drain",
+        None,
+    );
+    // Start-up (page 1, then page 2 of the first chunks) and drain (the last chunks' pages 1
+    // and 2) are about 3 round trips at the slowest latency the simulator draws.
+    let slack = 3.0 * 1.5 * latency_ms as f64 / 1000.0;
     table.add(
         "single",
         format!(
@@ -179,8 +215,8 @@ fn report_still(table: &mut Table, orders: usize, latency_ms: u64, b: &Backfill)
             b.calls, b.qps
         ),
         format!("{:.1} s (ideal {ideal:.1} s)", b.secs),
-        "≤ ideal ÷ 0.9",
-        Some(b.secs <= ideal / 0.9),
+        format!("≤ ideal + 3 round trips = {:.1} s", ideal + slack),
+        Some(b.secs <= ideal + slack),
     );
     table.add(
         "single",

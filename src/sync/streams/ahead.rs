@@ -2,19 +2,21 @@
 //! and the database (so it can be tested with fakes).
 //!
 //! Chunks are walked ahead, several at once, while an earlier one is stored: the number walked
-//! ahead (running, or finished and waiting) is `⌈2 × page_concurrency ÷ pages of the last
-//! chunk⌉`, at least 2 and at most `page_concurrency` — many small chunks at once (a chunk's first
-//! page is fetched alone, hence the 2), or a few big ones whose pages the walk fetches
-//! concurrently. Chunks are stored strictly one after the other, oldest
+//! ahead (running, or finished and waiting) is `⌈4 × page_concurrency ÷ pages of the last
+//! chunk⌉`, at least 2 and at most `2 × page_concurrency` — many small chunks at once (a chunk's
+//! first page is fetched alone, and finished chunks wait behind a slower older one: hence the 4),
+//! or a few big ones whose pages the walk fetches concurrently. Pages in flight stay bounded by
+//! the run's `page_concurrency` slots either way. Chunks are stored strictly one after the other, oldest
 //! first, and only a chunk stored as [`ChunkStored::Done`] counts towards the cursor. A chunk
 //! stored as [`ChunkStored::Drifted`] (its rows committed, its walk incomplete) is narrowed into
 //! halves walked next, before the chunks already walked ahead, which keep their results — so
 //! the cursor never passes a chunk that was not stored completely.
 //!
 //! Memory: at most `A + 1` walked chunks are held at once (A walked ahead, one being stored),
-//! A ≤ max(2, page_concurrency); with chunks of about p pages, A × p ≤ 2 × page_concurrency + p,
-//! so about `(2 × page_concurrency + 2p) × 100` records (page_concurrency 20, p = 12: 5 200
-//! records). Until the first chunk is walked, 8 pages a chunk are assumed (5 chunks at 20 slots).
+//! A ≤ max(2, 2 × page_concurrency); with chunks of about p pages, A × p ≤ 4 × page_concurrency
+//! + p, so about `(4 × page_concurrency + 2p) × 100` records (page_concurrency 20, p = 12:
+//! 10 400 records). Until the first chunk is walked, 8 pages a chunk are assumed (10 chunks at
+//! 20 slots).
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -28,8 +30,7 @@ use crate::sync::walk::Walked;
 use crate::sync::window::Window;
 use crate::sync::SyncError;
 
-/// Pages per chunk assumed until the first chunk was walked (a quarter of the slots' chunks start
-/// at once: 5 of 20).
+/// Pages per chunk assumed until the first chunk was walked (10 chunks start at once at 20 slots).
 const FIRST_GUESS_PAGES: usize = 8;
 
 /// The smallest window a drifting chunk is narrowed to.
@@ -69,11 +70,11 @@ where
     W: Fn(Window) -> BoxFuture<'a, Result<Walked<R>, SyncError>>,
 {
     /// Chunks walked ahead: enough that their pages keep the slots busy although each chunk
-    /// fetches its first page alone (`⌈2 × slots ÷ pages per chunk⌉`), at least 2, at most
-    /// `slots`.
+    /// fetches its first page alone and finished chunks wait behind a slow older one
+    /// (`⌈4 × slots ÷ pages per chunk⌉`), at least 2, at most `2 × slots`.
     fn limit(&self) -> usize {
-        let most = self.slots.max(2);
-        (2 * self.slots)
+        let most = (2 * self.slots).max(2);
+        (4 * self.slots)
             .div_ceil(self.pages_per_chunk.max(1))
             .clamp(2, most)
     }
@@ -321,7 +322,7 @@ mod tests {
         let peak = fake.held.peak.load(Ordering::SeqCst);
         assert!(peak > 1, "chunks were walked one at a time");
         assert!(
-            peak <= 4 + 1,
+            peak <= 2 * 4 + 1,
             "{peak} chunks held with 4 slots of 1-page chunks"
         );
     }
