@@ -13,10 +13,10 @@
 //! the cursor never passes a chunk that was not stored completely.
 //!
 //! Memory: at most `A + 1` walked chunks are held at once (A walked ahead, one being stored),
-//! A ≤ max(2, 2 × page_concurrency); with chunks of about p pages, A × p ≤ 4 × page_concurrency
-//! + p, so about `(4 × page_concurrency + 2p) × 100` records (page_concurrency 20, p = 12:
-//! 10 400 records). Until the first chunk is walked, 8 pages a chunk are assumed (10 chunks at
-//! 20 slots).
+//! A ≤ max(2, 2 × page_concurrency); with chunks of about p pages, A × p is at most
+//! `4 × page_concurrency + p`, so about `(4 × page_concurrency + 2p) × 100` records
+//! (page_concurrency 20, p = 12: 10 400 records). Until the first chunk is walked, 8 pages a
+//! chunk are assumed (10 chunks at 20 slots).
 
 use std::collections::VecDeque;
 use std::future::Future;
