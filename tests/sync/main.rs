@@ -34,6 +34,26 @@ async fn setup(prefix: &str, orders: usize) -> (TestDatabase, Sim) {
     (db, sim)
 }
 
+/// Starts a daemon whose one chunk spans the whole history (a walk is many pages long) and waits
+/// for its first complete round (`what` names it in the failure).
+async fn backfill_in_one_chunk(
+    db: &TestDatabase,
+    sim: &Sim,
+    what: &str,
+) -> (Daemon, tokio_postgres::Client) {
+    let mut opts = options(db, sim);
+    opts.chunk = "91d";
+    let daemon = Daemon::start(sim, &opts);
+    let client = wait_for_client(db).await;
+    let t0 = chrono::DateTime::<chrono::Utc>::UNIX_EPOCH;
+    assert!(
+        wait_for_complete_round(&client, sim, t0, Duration::from_secs(120)).await,
+        "{what} did not complete\n{}",
+        daemon.log_tail(40)
+    );
+    (daemon, client)
+}
+
 /// The database equals the simulator's ground truth, allowing a few more rounds: a change stamped
 /// within the current second can fall after one round's window end (`settle` is 0 here, and the
 /// simulator stamps a second change to one order `updated + 1`); the next round (2 s interval,

@@ -8,7 +8,7 @@ use temu_sync::sim::{Latency, SimConfig};
 use temu_sync::testkit::TestDatabase;
 
 use crate::sync_common::*;
-use crate::{assert_matches_truth, wait_for_client};
+use crate::{assert_matches_truth, backfill_in_one_chunk};
 
 /// The simulator's answer to a call over the app's QPS budget.
 const RATE_LIMITED: i64 = 4_000_004;
@@ -24,16 +24,7 @@ async fn one_shop_fetches_pages_concurrently_within_its_apps_budget() {
     };
     let sim = Sim::start(config).await;
     // One chunk spans the whole history: the orders walk is 30 pages long.
-    let mut opts = options(&db, &sim);
-    opts.chunk = "91d";
-    let daemon = Daemon::start(&sim, &opts);
-    let client = wait_for_client(&db).await;
-    let t0 = chrono::DateTime::<chrono::Utc>::UNIX_EPOCH;
-    assert!(
-        wait_for_complete_round(&client, &sim, t0, Duration::from_secs(120)).await,
-        "the backfill did not complete\n{}",
-        daemon.log_tail(40)
-    );
+    let (daemon, client) = backfill_in_one_chunk(&db, &sim, "the backfill").await;
     assert_matches_truth(&client, &sim, &daemon).await;
     let stats = sim.handle.stats();
     assert_eq!(

@@ -67,19 +67,12 @@ impl<'a> DaemonSetup<'a> {
         }
     }
 
-    /// All three streams at `app_qps` with the default intervals, settle, lookback and chunk
-    /// (the freshness section).
-    pub fn defaults(
-        name: &'a str,
-        database_url: String,
-        sim: &'a SimConfig,
-        router_url: String,
-        app_qps: u32,
-    ) -> Self {
+    /// The same daemon with the default intervals, settle, lookback and chunk (the freshness
+    /// section).
+    pub fn with_sync_defaults(self) -> Self {
         Self {
-            app_qps,
             sync_defaults: true,
-            ..Self::new(name, database_url, sim, router_url)
+            ..self
         }
     }
 

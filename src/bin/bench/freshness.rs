@@ -34,7 +34,8 @@ pub async fn bench_freshness(args: &Args, dir: &Path, table: &mut Table) {
         .await
         .expect("simulator starts");
     let db = TestDatabase::reserve("bench_fresh").expect("database handle");
-    let setup = DaemonSetup::defaults("freshness", db.url(), &config, sim.router_url(), qps);
+    let setup = DaemonSetup::all_streams("freshness", db.url(), &config, sim.router_url(), qps, 4)
+        .with_sync_defaults();
     let daemon = daemon::start(dir, &setup);
     let client = connect_pg(&db.url(), Duration::from_secs(30)).await;
     if !first_round(&client).await {
