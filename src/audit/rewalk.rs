@@ -20,8 +20,9 @@ use futures_util::future::BoxFuture;
 
 use crate::config::{Stream, SyncConfig};
 use crate::sync::run::{RunBody, Work};
+use crate::sync::streams::batches::upsert_batches;
 use crate::sync::streams::{self, Aftersales, Orders, StreamSpec, WindowKind};
-use crate::sync::walk::walk;
+use crate::sync::walk::{walk, PageSlots};
 use crate::sync::window::{chunks, Window};
 use crate::sync::SyncError;
 
@@ -99,25 +100,15 @@ impl<S: StreamSpec> RunBody for Rewalk<S> {
 /// during every walk (what was seen is stored all the same).
 async fn rewalk_chunk<S: StreamSpec>(work: &Work<'_>, chunk: Window) -> Result<bool, SyncError> {
     let ctx = work.ctx;
+    let slots = PageSlots::new(ctx.config.page_concurrency_for(ctx.shop.app_qps()));
     let walked = walk(
         |page| S::fetch(&ctx.client, &ctx.shop, &ctx.config, Some(chunk), page),
         work.cancel,
         work.progress,
+        &slots,
     )
     .await?;
-    let (shop_id, run_id) = (work.shop_id, work.run_id);
-    let mut rest = walked.records;
-    let batch = ctx.config.batch_size.max(1);
-    while !rest.is_empty() {
-        let later = rest.split_off(batch.min(rest.len()));
-        let records = std::mem::replace(&mut rest, later);
-        let counts = ctx
-            .db
-            .transaction("rewalk-batch", ctx.db_deadline, move |c| {
-                S::upsert(c, shop_id, run_id, records)
-            })
-            .await?;
-        work.progress.stored(counts.inserted, counts.updated);
-    }
-    Ok(walked.complete)
+    let complete = walked.complete;
+    upsert_batches::<S>(work, walked.records, false).await?;
+    Ok(complete)
 }

@@ -9,7 +9,9 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use super::error::{ConfigError, IssueOrigin};
-use super::model::{Config, DatabaseConfig, FulfillmentType, Stream, MAX_BATCH_SIZE};
+use super::model::{
+    Config, DatabaseConfig, FulfillmentType, Stream, MAX_BATCH_SIZE, MAX_PAGE_CONCURRENCY,
+};
 
 /// Most pooled database connections in all (`pool_size + max_overflow`): more than a PostgreSQL
 /// server is usually configured to accept (`max_connections` defaults to 100).
@@ -220,6 +222,10 @@ impl Config {
             1024,
         );
         positive(p, "sync.chunk", s.chunk);
+        if let Some(pages) = s.page_concurrency {
+            let max = MAX_PAGE_CONCURRENCY as u64;
+            in_range(p, "sync.page_concurrency", pages as u64, 1, max);
+        }
         positive(p, "sync.lease_ttl", s.lease_ttl);
         positive(p, "sync.lag_warn", s.lag_warn);
         audit_settings(p, s.audit_interval, s.audit_window);

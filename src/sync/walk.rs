@@ -9,12 +9,22 @@
 //! A listing that still will not hold still is reported incomplete, and the caller narrows the
 //! window (a listing that fits on one page is read atomically).
 //!
+//! Pages are fetched concurrently: the first page of a walk tells the total, then pages
+//! `2..=⌈total ÷ 100⌉` are fetched at once, each holding one permit of the caller's [`PageSlots`]
+//! (`sync.page_concurrency`) while it is in flight. The drift checks are the same as for a page-by-
+//! page walk: every page's total is compared with the first page's, and the distinct records of the
+//! walk must reach it. A fetch still waits for its app's rate limiter (the Temu client gates every
+//! call), so concurrency only fills the budget a single walk left idle, never exceeds it. Records
+//! are merged in page order, so "the later-fetched version wins" still means "the later page".
+//!
 //! Must not: write to the database — it only reads the API and returns records.
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
 
 use chrono::{DateTime, Utc};
+use futures_util::stream::{self, StreamExt};
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use super::progress::Progress;
@@ -26,6 +36,42 @@ pub const PAGE_SIZE: u32 = 100;
 pub const MAX_REWALKS: u32 = 3;
 /// A listing longer than this many pages is refused rather than walked forever.
 const MAX_PAGES: u32 = 100_000;
+
+/// The pages one run may have in flight at once (`sync.page_concurrency`), shared by every walk of
+/// the run (the chunks walked ahead and the pages of each). Permits are handed out first come,
+/// first served (tokio's semaphore is fair).
+pub struct PageSlots {
+    permits: Semaphore,
+    size: usize,
+}
+
+impl PageSlots {
+    pub fn new(size: usize) -> Self {
+        let size = size.max(1);
+        Self {
+            permits: Semaphore::new(size),
+            size,
+        }
+    }
+
+    /// How many pages may be in flight at once.
+    pub fn size(&self) -> usize {
+        self.size
+    }
+
+    /// Runs `fetch` holding one permit.
+    async fn run<T>(
+        &self,
+        fetch: impl Future<Output = Result<T, SyncError>>,
+    ) -> Result<T, SyncError> {
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| SyncError::Cancelled("stopping"))?;
+        fetch.await
+    }
+}
 
 /// One page as the API returned it.
 pub struct Page<R> {
@@ -63,11 +109,13 @@ pub trait Keyed {
 
 /// Walks all pages of a listing, re-walking while the distinct count is below the total.
 ///
-/// `fetch(page_number)` gets one page (1-based). Cancellation is checked between pages.
+/// `fetch(page_number)` gets one page (1-based); at most `slots.size()` pages are in flight at
+/// once (and fewer when other walks of the run hold slots). Cancellation is checked between pages.
 pub async fn walk<R, F, Fut>(
     mut fetch: F,
     cancel: &CancellationToken,
     progress: &Progress,
+    slots: &PageSlots,
 ) -> Result<Walked<R>, SyncError>
 where
     R: Keyed,
@@ -78,40 +126,9 @@ where
     let mut pages = 0u32;
     let mut rewalks = 0u32;
     loop {
-        let mut page_no = 1u32;
-        let mut this_walk: HashSet<String> = HashSet::new();
-        let mut first_total: Option<i64> = None;
-        let mut total_changed = false;
-        let total = loop {
-            if cancel.is_cancelled() {
-                return Err(SyncError::Cancelled("stopping"));
-            }
-            let page = fetch(page_no).await?;
-            pages += 1;
-            progress.page_done(page.records.len());
-            let got = page.records.len();
-            match first_total {
-                None => first_total = Some(page.total),
-                Some(t) if t != page.total => total_changed = true,
-                Some(_) => {}
-            }
-            for record in page.records {
-                this_walk.insert(record.key().to_string());
-                merge(&mut seen, record);
-            }
-            let reached_end =
-                got < PAGE_SIZE as usize || i64::from(page_no) * i64::from(PAGE_SIZE) >= page.total;
-            if reached_end {
-                break page.total;
-            }
-            page_no += 1;
-            if page_no > MAX_PAGES {
-                return Err(SyncError::Record(format!(
-                    "listing did not end after {MAX_PAGES} pages"
-                )));
-            }
-        };
-        let complete = !total_changed && this_walk.len() as i64 >= total;
+        let pass = walk_once(&mut fetch, cancel, progress, slots, &mut seen).await?;
+        pages += pass.pages;
+        let complete = !pass.total_changed && pass.this_walk.len() as i64 >= pass.total;
         if complete || rewalks >= MAX_REWALKS {
             return Ok(Walked {
                 records: seen.into_values().collect(),
@@ -123,11 +140,98 @@ where
         rewalks += 1;
         tracing::debug!(
             seen = seen.len(),
-            total,
+            total = pass.total,
             rewalks,
             "listing moved during the walk; walking it again"
         );
     }
+}
+
+/// What one pass over the listing saw.
+struct Pass {
+    pages: u32,
+    /// The total the first page reported.
+    total: i64,
+    /// A later page reported another total.
+    total_changed: bool,
+    /// The distinct keys of this pass.
+    this_walk: HashSet<String>,
+}
+
+impl Pass {
+    fn take<R: Keyed>(
+        &mut self,
+        page: Page<R>,
+        seen: &mut HashMap<String, R>,
+        progress: &Progress,
+    ) {
+        self.pages += 1;
+        progress.page_done(page.records.len());
+        if page.total != self.total {
+            self.total_changed = true;
+        }
+        for record in page.records {
+            self.this_walk.insert(record.key().to_string());
+            merge(seen, record);
+        }
+    }
+}
+
+/// One pass: page 1, then every further page the first one's total names, concurrently.
+async fn walk_once<R, F, Fut>(
+    fetch: &mut F,
+    cancel: &CancellationToken,
+    progress: &Progress,
+    slots: &PageSlots,
+    seen: &mut HashMap<String, R>,
+) -> Result<Pass, SyncError>
+where
+    R: Keyed,
+    F: FnMut(u32) -> Fut,
+    Fut: Future<Output = Result<Page<R>, SyncError>>,
+{
+    if cancel.is_cancelled() {
+        return Err(SyncError::Cancelled("stopping"));
+    }
+    let first = slots.run(fetch(1)).await?;
+    let full = first.records.len() >= PAGE_SIZE as usize;
+    let mut pass = Pass {
+        pages: 0,
+        total: first.total,
+        total_changed: false,
+        this_walk: HashSet::new(),
+    };
+    pass.take(first, seen, progress);
+    if !full || pass.total <= i64::from(PAGE_SIZE) {
+        return Ok(pass);
+    }
+    let last = last_page(pass.total)?;
+    let mut rest = stream::iter(2..=last)
+        .map(|page| slots.run(fetch(page)))
+        .buffered(slots.size());
+    loop {
+        let page = tokio::select! {
+            page = rest.next() => page,
+            _ = cancel.cancelled() => return Err(SyncError::Cancelled("stopping")),
+        };
+        match page {
+            Some(page) => pass.take(page?, seen, progress),
+            None => return Ok(pass),
+        }
+    }
+}
+
+/// The last page of a listing of `total` records.
+fn last_page(total: i64) -> Result<u32, SyncError> {
+    let pages = (total + i64::from(PAGE_SIZE) - 1) / i64::from(PAGE_SIZE);
+    u32::try_from(pages)
+        .ok()
+        .filter(|p| *p <= MAX_PAGES)
+        .ok_or_else(|| {
+            SyncError::Record(format!(
+                "listing of {total} records is longer than {MAX_PAGES} pages"
+            ))
+        })
 }
 
 fn merge<R: Keyed>(seen: &mut HashMap<String, R>, record: R) {
@@ -150,6 +254,7 @@ fn merge<R: Keyed>(seen: &mut HashMap<String, R>, record: R) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     use std::sync::Mutex;
 
     #[derive(Clone, Debug)]
@@ -197,6 +302,7 @@ mod tests {
             },
             &CancellationToken::new(),
             &Progress::default(),
+            &PageSlots::new(4),
         )
         .await
         .unwrap();
@@ -231,6 +337,7 @@ mod tests {
             },
             &CancellationToken::new(),
             &Progress::default(),
+            &PageSlots::new(4),
         )
         .await
         .unwrap();
@@ -266,11 +373,166 @@ mod tests {
             },
             &CancellationToken::new(),
             &Progress::default(),
+            &PageSlots::new(4),
         )
         .await
         .unwrap();
         assert!(!walked.complete);
         assert_eq!(walked.rewalks, MAX_REWALKS);
+    }
+
+    fn listing(n: i64) -> Mutex<Vec<Rec>> {
+        Mutex::new(
+            (0..n)
+                .map(|i| Rec {
+                    key: format!("o{i}"),
+                    at: i,
+                })
+                .collect(),
+        )
+    }
+
+    /// Counts the pages in flight and remembers the most at once.
+    #[derive(Default)]
+    struct InFlight {
+        now: AtomicUsize,
+        peak: AtomicUsize,
+    }
+
+    impl InFlight {
+        async fn hold<T>(&self, value: T) -> T {
+            let n = self.now.fetch_add(1, Ordering::SeqCst) + 1;
+            self.peak.fetch_max(n, Ordering::SeqCst);
+            for _ in 0..3 {
+                tokio::task::yield_now().await;
+            }
+            self.now.fetch_sub(1, Ordering::SeqCst);
+            value
+        }
+    }
+
+    #[tokio::test]
+    async fn pages_are_fetched_concurrently_but_never_more_than_the_slots() {
+        let list = listing(2000);
+        let in_flight = InFlight::default();
+        let walked = walk(
+            |p| {
+                let page = serve(&list, p);
+                let in_flight = &in_flight;
+                async move { Ok(in_flight.hold(page).await) }
+            },
+            &CancellationToken::new(),
+            &Progress::default(),
+            &PageSlots::new(4),
+        )
+        .await
+        .unwrap();
+        assert_eq!(walked.records.len(), 2000);
+        assert_eq!(walked.pages, 20);
+        assert!(walked.complete);
+        let peak = in_flight.peak.load(Ordering::SeqCst);
+        assert!(peak > 1, "pages were fetched one at a time");
+        assert!(peak <= 4, "{peak} pages in flight with 4 slots");
+    }
+
+    #[tokio::test]
+    async fn walks_sharing_slots_stay_within_them_together() {
+        let (a, b) = (listing(1000), listing(1000));
+        let in_flight = InFlight::default();
+        let slots = PageSlots::new(3);
+        let (cancel, progress) = (CancellationToken::new(), Progress::default());
+        let counted = |list: &Mutex<Vec<Rec>>, p| {
+            let page = serve(list, p);
+            let in_flight = &in_flight;
+            async move { Ok(in_flight.hold(page).await) }
+        };
+        let (wa, wb) = tokio::join!(
+            walk(|p| counted(&a, p), &cancel, &progress, &slots),
+            walk(|p| counted(&b, p), &cancel, &progress, &slots)
+        );
+        assert_eq!(wa.unwrap().records.len() + wb.unwrap().records.len(), 2000);
+        let peak = in_flight.peak.load(Ordering::SeqCst);
+        assert!(peak <= 3, "{peak} pages in flight with 3 shared slots");
+    }
+
+    /// Page `p` of `pages` is cut only after it has waited `pages − p` turns, so concurrent pages
+    /// are cut (and finish) in reverse order; `on_cut(p)` runs right after page `p` is cut.
+    async fn cut_late(
+        list: &Mutex<Vec<Rec>>,
+        p: u32,
+        pages: u32,
+        on_cut: impl FnOnce(u32, &Mutex<Vec<Rec>>),
+    ) -> Result<Page<Rec>, SyncError> {
+        for _ in 0..pages.saturating_sub(p) {
+            tokio::task::yield_now().await;
+        }
+        let page = serve(list, p);
+        on_cut(p, list);
+        Ok(page)
+    }
+
+    #[tokio::test]
+    async fn records_leaving_while_pages_are_in_flight_out_of_order_are_not_lost() {
+        // 1000 records, 10 pages. When page 5 is cut, the 3 newest records leave the window:
+        // every record behind them moves up 3 places, so pages cut later (4, 3, 2 … in this
+        // order) skip some. The walk must notice and end with every record it started with.
+        let list = listing(1000);
+        let moved = AtomicBool::new(false);
+        let walked = walk(
+            |p| {
+                cut_late(&list, p, 10, |p, list| {
+                    if p == 5 && !moved.swap(true, Ordering::SeqCst) {
+                        list.lock().unwrap().retain(|r| r.at < 997);
+                    }
+                })
+            },
+            &CancellationToken::new(),
+            &Progress::default(),
+            &PageSlots::new(4),
+        )
+        .await
+        .unwrap();
+        assert!(moved.load(Ordering::SeqCst), "the listing never moved");
+        let keys: HashSet<_> = walked.records.iter().map(|r| r.key.clone()).collect();
+        let missing: Vec<_> = (0..1000)
+            .map(|i| format!("o{i}"))
+            .filter(|k| !keys.contains(k))
+            .collect();
+        assert!(missing.is_empty(), "lost {missing:?}");
+        assert_eq!(
+            walked.rewalks, 1,
+            "the shift is noticed and one re-walk settles it"
+        );
+        assert!(walked.complete);
+    }
+
+    #[tokio::test]
+    async fn a_record_entering_mid_walk_is_seen_and_nothing_is_lost() {
+        // After page 1 is cut, a record newer than all others enters the window: every record
+        // moves down one place (pages overlap, none is skipped) and the total grows.
+        let list = listing(450);
+        let entered = AtomicBool::new(false);
+        let walked = walk(
+            |p| {
+                cut_late(&list, p, 5, |p, list| {
+                    if p == 1 && !entered.swap(true, Ordering::SeqCst) {
+                        list.lock().unwrap().push(Rec {
+                            key: "new".into(),
+                            at: 10_000,
+                        });
+                    }
+                })
+            },
+            &CancellationToken::new(),
+            &Progress::default(),
+            &PageSlots::new(4),
+        )
+        .await
+        .unwrap();
+        assert_eq!(walked.records.len(), 451);
+        assert!(walked.records.iter().any(|r| r.key == "new"));
+        assert_eq!(walked.rewalks, 1, "the grown total is noticed");
+        assert!(walked.complete);
     }
 
     #[tokio::test]

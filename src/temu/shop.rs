@@ -34,6 +34,7 @@ struct Inner {
     streams: Vec<Stream>,
     app_key: String,
     app_secret: Secret,
+    app_qps: u32,
     access_token: Secret,
     url: String,
     limiter: Arc<DefaultDirectRateLimiter>,
@@ -59,6 +60,7 @@ impl TemuShop {
                 streams: shop.streams.clone(),
                 app_key: app.app_key.clone(),
                 app_secret: app.app_secret.clone(),
+                app_qps: app.qps,
                 access_token: shop.access_token.clone(),
                 url,
                 limiter,
@@ -67,6 +69,11 @@ impl TemuShop {
                 unscoped: Mutex::new(Vec::new()),
             }),
         }
+    }
+
+    /// The calls a second its app's limiter allows (`apps[].qps`, shared with the app's other shops).
+    pub fn app_qps(&self) -> u32 {
+        self.inner.app_qps
     }
 
     /// Our name for the shop (logs, metrics, the database).

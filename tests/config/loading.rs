@@ -46,6 +46,21 @@ fn omitted_keys_keep_defaults_next_to_given_ones() {
 }
 
 #[test]
+fn page_concurrency_follows_the_apps_qps_unless_given() {
+    let c = load("database:\n  pool_size: 3\n").unwrap().config;
+    assert_eq!(c.sync.page_concurrency, None);
+    assert_eq!(c.sync.page_concurrency_for(20), 20);
+    assert_eq!(c.sync.page_concurrency_for(1), 1);
+    assert_eq!(
+        c.sync.page_concurrency_for(1000),
+        64,
+        "the default is capped"
+    );
+    let c = load("sync:\n  page_concurrency: 5\n").unwrap().config;
+    assert_eq!(c.sync.page_concurrency_for(20), 5);
+}
+
+#[test]
 fn unknown_key_names_path_and_line() {
     let e = err(load(
         "http:\n  listen: 127.0.0.1:8080\ndatabase:\n  pool_size: 3\n  pool_sise: 4\n",

@@ -36,6 +36,8 @@ fn validation_rules() {
             "expected http, https, socks5 or socks5h",
         ),
         ("sync:\n  batch_size: 0\n", "sync.batch_size", "at least 1"),
+        ("sync:\n  page_concurrency: 0\n", "sync.page_concurrency", "at least 1"),
+        ("sync:\n  page_concurrency: 65\n", "sync.page_concurrency", "1 to 64"),
         ("temu:\n  timeout: 0s\n", "temu.timeout", "longer than zero"),
         ("log:\n  level: \"info,=[\"\n", "log.level", "invalid filter"),
         (

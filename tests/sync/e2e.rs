@@ -8,7 +8,7 @@ use temu_sync::sim::{FaultConfig, Latency};
 use temu_sync::testkit::{FaultMode, FaultProxy};
 
 use crate::sync_common::*;
-use crate::{assert_matches_truth, setup, wait_for_client};
+use crate::{assert_matches_truth, backfill_in_one_chunk, setup, wait_for_client};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn full_backfill_then_incremental_updates() {
@@ -72,16 +72,7 @@ async fn data_changing_during_the_walk_is_not_skipped() {
     // Orders change status (and jump to the top of the listing) while pages are served; one
     // chunk spans the whole history, so a walk is many pages long and a naive one skips records.
     sim.handle.set_mutation_rate(0.5);
-    let mut opts = options(&db, &sim);
-    opts.chunk = "91d";
-    let daemon = Daemon::start(&sim, &opts);
-    let client = wait_for_client(&db).await;
-    let t0 = chrono::DateTime::<chrono::Utc>::UNIX_EPOCH;
-    assert!(
-        wait_for_complete_round(&client, &sim, t0, Duration::from_secs(120)).await,
-        "sync under drift did not complete\n{}",
-        daemon.log_tail(40)
-    );
+    let (daemon, client) = backfill_in_one_chunk(&db, &sim, "sync under drift").await;
     // Stop the changes; after one more full round the database must equal the truth.
     sim.handle.set_mutation_rate(0.0);
     let truth_mutations = sim.handle.ground_truth().shops["shop-0"].mutations;

@@ -2,8 +2,8 @@
 //! database is compared with the simulator's ground truth — every record present, at its latest
 //! version, no duplicates — after backfills, updates, drift, faults, crashes and outages.
 //!
-//! One test binary: `e2e` (what arrives in the database), `lifecycle` (signals, kills, timeouts,
-//! two daemons), `routes` (the HTTP routes of a syncing daemon); and in process, `scheduler` (the
+//! One test binary: `e2e` (what arrives in the database), `pages` (one shop's concurrent pages
+//! within its app's budget), `lifecycle` (signals, kills, timeouts, two daemons), `routes` (the HTTP routes of a syncing daemon); and in process, `scheduler` (the
 //! sync actor's state machine on paused time, over the in-memory ledger) and `ledger` (the same
 //! lease contract in PostgreSQL, two daemons on one database). The shared world (simulator,
 //! daemon, ground-truth comparison) is `tests/sync_common`, which the fault matrix uses too. Each
@@ -16,6 +16,7 @@ mod audit;
 mod e2e;
 mod ledger;
 mod lifecycle;
+mod pages;
 mod routes;
 mod scheduler;
 
@@ -32,6 +33,26 @@ async fn setup(prefix: &str, orders: usize) -> (TestDatabase, Sim) {
     config.apps[0].qps = 50;
     let sim = Sim::start(config).await;
     (db, sim)
+}
+
+/// Starts a daemon whose one chunk spans the whole history (a walk is many pages long) and waits
+/// for its first complete round (`what` names it in the failure).
+async fn backfill_in_one_chunk(
+    db: &TestDatabase,
+    sim: &Sim,
+    what: &str,
+) -> (Daemon, tokio_postgres::Client) {
+    let mut opts = options(db, sim);
+    opts.chunk = "91d";
+    let daemon = Daemon::start(sim, &opts);
+    let client = wait_for_client(db).await;
+    let t0 = chrono::DateTime::<chrono::Utc>::UNIX_EPOCH;
+    assert!(
+        wait_for_complete_round(&client, sim, t0, Duration::from_secs(120)).await,
+        "{what} did not complete\n{}",
+        daemon.log_tail(40)
+    );
+    (daemon, client)
 }
 
 /// The database equals the simulator's ground truth, allowing a few more rounds: a change stamped

@@ -120,6 +120,8 @@ mod tests {
             last_error: None,
             last_error_class: None,
             parked_reason: None,
+            backfill_reason: None,
+            skipped_reason: None,
             next_run_at: None,
             last_run: last.map(|(at, stored)| LastRun {
                 outcome: "succeeded",

@@ -24,6 +24,10 @@ pub struct DaemonSetup<'a> {
     batch_size: usize,
     chunk: &'a str,
     max_concurrent_runs: usize,
+    /// `sync.settle`.
+    settle: &'a str,
+    /// Leave `intervals`, `settle`, `lookback` and `chunk` at the daemon's defaults (freshness).
+    sync_defaults: bool,
 }
 
 impl<'a> DaemonSetup<'a> {
@@ -39,6 +43,36 @@ impl<'a> DaemonSetup<'a> {
             batch_size: 100,
             chunk: "7d",
             max_concurrent_runs: 4,
+            settle: "0s",
+            sync_defaults: false,
+        }
+    }
+
+    /// One shop's orders stream at `app_qps`, 1-day chunks (the default), `settle` 30 s (the
+    /// default: changes at the present stay out of the window being walked); the single-shop
+    /// section.
+    pub fn single_shop(
+        name: &'a str,
+        database_url: String,
+        sim: &'a SimConfig,
+        router_url: String,
+        app_qps: u32,
+    ) -> Self {
+        Self {
+            app_qps,
+            streams: "orders",
+            chunk: "1d",
+            settle: "30s",
+            ..Self::new(name, database_url, sim, router_url)
+        }
+    }
+
+    /// The same daemon with the default intervals, settle, lookback and chunk (the freshness
+    /// section).
+    pub fn with_sync_defaults(self) -> Self {
+        Self {
+            sync_defaults: true,
+            ..self
         }
     }
 
@@ -107,15 +141,21 @@ fn config_yaml(port: u16, s: &DaemonSetup<'_>, shops: &SimShops<'_>) -> String {
     yaml.push_str(&shops.yaml());
     let _ = write!(
         yaml,
-        "sync:\n  initial_window: 91d\n  chunk: {chunk}\n  settle: 0s\n  lookback: 1h\n  \
-         batch_size: {batch}\n  max_concurrent_runs: {runs}\n  task_timeout: 1h\n  \
-         retry_backoff_min: 1s\n  retry_backoff_max: 5s\n  \
-         intervals: {{ orders: 1h, products: 1h, aftersales: 1h }}\n\
-         supervisor: {{ shutdown_timeout: 10s }}\n",
-        chunk = s.chunk,
+        "sync:\n  initial_window: 91d\n  batch_size: {batch}\n  max_concurrent_runs: {runs}\n  \
+         task_timeout: 1h\n  retry_backoff_min: 1s\n  retry_backoff_max: 5s\n",
         batch = s.batch_size,
         runs = s.max_concurrent_runs,
     );
+    if !s.sync_defaults {
+        let _ = write!(
+            yaml,
+            "  chunk: {chunk}\n  settle: {settle}\n  lookback: 1h\n  \
+             intervals: {{ orders: 1h, products: 1h, aftersales: 1h }}\n",
+            chunk = s.chunk,
+            settle = s.settle,
+        );
+    }
+    yaml.push_str("supervisor: { shutdown_timeout: 10s }\n");
     yaml
 }
 

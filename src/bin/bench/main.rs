@@ -16,8 +16,12 @@
 //! 4. memory: RSS/CPU of an idle daemon with 10 shops × 3 streams; peak RSS (VmHWM) of the ingest.
 //! 5. recovery: panic → replacement running, measured at library level with the supervisor and a
 //!    test actor (as `tests/supervisor.rs` does); database back → `/health` 200 on the real daemon.
+//! 6. single: one shop's orders at 20 QPS, 300 / 800 ms ± 50 % per call (issue 14): calls/s against
+//!    the budget, wall time against the ideal, peak RSS, rejections, calls per record (still and
+//!    while orders change), first committed rows.
+//! 7. freshness: the default intervals and settle — lag from a change to its row, idle calls.
 //!
-//! One module per section (`ingest`, `api`, `health`, `memory`, `recovery`), plus the daemon it
+//! One module per section (`ingest`, `api`, `health`, `memory`, `recovery`, `single`, `freshness`), plus the daemon it
 //! measures (`daemon`, on the test kit's process harness), what it reads off it (`observe`), the
 //! load generator (`wrk`), the bare baseline server (`bare`), the machine description (`machine`)
 //! and the table (`table`). Waits go through the test kit's `eventually`; measurements poll on
@@ -30,12 +34,14 @@
 mod api;
 mod bare;
 mod daemon;
+mod freshness;
 mod health;
 mod ingest;
 mod machine;
 mod memory;
 mod observe;
 mod recovery;
+mod single;
 mod table;
 mod wrk;
 
@@ -64,7 +70,7 @@ struct Args {
     /// `sync.chunk` of the ingest (pages are full when a chunk holds ≥ 100 orders).
     #[arg(long, default_value = "1d")]
     chunk: String,
-    /// Only these sections (ingest, api, health, memory, recovery); default all.
+    /// Only these sections (ingest, api, health, memory, recovery, single, freshness); default all.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Also write the table as Markdown to this file.
@@ -139,11 +145,21 @@ async fn run(args: Args) -> i32 {
     if args.wants("ingest") {
         ingest::bench_ingest(&args, &dir, &mut table).await;
     }
+    if args.wants("single") {
+        single::bench_single(&dir, &mut table).await;
+    }
+    if args.wants("freshness") {
+        freshness::bench_freshness(&args, &dir, &mut table).await;
+    }
     table.note(format!("machine: {machine}"));
+    let command: Vec<String> = std::env::args().skip(1).collect();
+    let daemon = std::env::var("BENCH_DAEMON")
+        .map(|d| format!("BENCH_DAEMON={d} "))
+        .unwrap_or_default();
     table.note(format!(
-        "bench took {:.0} s; command: target/release/bench{}",
+        "bench took {:.0} s; command: {daemon}target/release/bench {}",
         started.elapsed().as_secs_f64(),
-        if args.quick { " --quick" } else { "" }
+        command.join(" ")
     ));
     table.print_sorted();
     if let Some(path) = &args.markdown {

@@ -52,9 +52,12 @@ impl Table {
         println!("  note: {note}");
         self.notes.push(note);
     }
-    /// Sorts the rows by section (ingest, api, health, memory, recovery) and prints them.
+    /// Sorts the rows by section (ingest, api, single, fresh, health, memory, recovery) and
+    /// prints them.
     pub fn print_sorted(&mut self) {
-        let order = ["ingest", "api", "health", "memory", "recovery"];
+        let order = [
+            "ingest", "api", "single", "fresh", "health", "memory", "recovery",
+        ];
         self.rows
             .sort_by_key(|r| order.iter().position(|s| *s == r.section).unwrap_or(9));
         println!();

@@ -7,7 +7,7 @@ use crate::sync::SyncError;
 /// Commits `records` batch by batch. With `keep_last`, the last batch (at most `batch_size`
 /// records, possibly none) is returned uncommitted, for the caller's own transaction (the one
 /// that advances the cursor); otherwise everything is committed and nothing is returned.
-pub(super) async fn upsert_batches<S: StreamSpec>(
+pub(crate) async fn upsert_batches<S: StreamSpec>(
     work: &Work<'_>,
     mut records: Vec<S::Record>,
     keep_last: bool,

@@ -7,12 +7,13 @@
 //! module and migration (+ its `sync.intervals` key); the run protocol (`run/`), the scheduler
 //! (`actor.rs`), the config's stream list and `/status` follow from it. The bodies the entries run
 //! are generic over [`StreamSpec`]: `chunks.rs` (an update-time window chunk by chunk, the cursor
-//! with each chunk's last batch — invariant 1), `sweep.rs` (a whole listing), `batches.rs`.
+//! with each chunk's last batch — invariant 1; `ahead.rs` the order chunks are walked and stored in), `sweep.rs` (a whole listing), `batches.rs`.
 //!
 //! Must not: hold run state (that is `run/`) or talk SQL itself (the upserts are `store`'s).
 
 mod aftersales;
-mod batches;
+mod ahead;
+pub(crate) mod batches;
 mod chunks;
 pub mod orders;
 mod products;

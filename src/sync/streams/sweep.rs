@@ -6,17 +6,19 @@
 use super::batches::upsert_batches;
 use crate::sync::run::Work;
 use crate::sync::streams::StreamSpec;
-use crate::sync::walk::walk;
+use crate::sync::walk::{walk, PageSlots};
 use crate::sync::SyncError;
 
 pub async fn sweep<S: StreamSpec>(work: Work<'_>) -> Result<(), SyncError> {
     let ctx = work.ctx;
     let (shop_id, run_id) = (work.shop_id, work.run_id);
     let (client, shop) = (&ctx.client, &ctx.shop);
+    let slots = PageSlots::new(ctx.config.page_concurrency_for(shop.app_qps()));
     let walked = walk(
         |page| S::fetch(client, shop, &ctx.config, None, page),
         work.cancel,
         work.progress,
+        &slots,
     )
     .await?;
     let complete = walked.complete;
