@@ -249,10 +249,10 @@ impl RunLedger for MemoryLedger {
             run.progress = end.progress;
         }
         if let Some(row) = state.leases.get_mut(&(shop_id, stream)) {
-            match (end.class, end.parked) {
+            match (end.class, end.park) {
                 (None, _) => row.parked = None,
-                (Some(_), true) => row.parked = end.message,
-                (Some(_), false) => {}
+                (Some(_), Some(park)) => row.parked = Some(park),
+                (Some(_), None) => {}
             }
         }
         Box::pin(async { Ok(()) })

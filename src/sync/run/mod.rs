@@ -20,6 +20,7 @@
 
 mod heartbeat;
 pub mod ledger;
+pub mod park;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -38,6 +39,7 @@ use crate::store::RunStatus;
 use crate::temu::{TemuClient, TemuShop};
 
 pub use ledger::{PgLedger, RunEnd, RunLedger};
+pub use park::{config_digest, Park};
 
 /// Everything one run needs.
 #[derive(Clone)]
@@ -52,8 +54,24 @@ pub struct RunContext {
     pub body: Arc<dyn RunBody>,
     /// Deadline of one database transaction of the body.
     pub db_deadline: Duration,
-    /// An operator's trigger asked for this run: a persisted park is cleared before it starts.
-    pub unpark: bool,
+    /// Why this run was started (a trigger clears a persisted park first; a probe runs despite
+    /// a probed park and clears it only by succeeding).
+    pub mode: RunMode,
+    /// The digest of the stream's configuration ([`config_digest`]); a park recorded under
+    /// another one is cleared (the operator changed the configuration).
+    pub config_digest: String,
+}
+
+/// Why a run was started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunMode {
+    /// The stream's timer.
+    Scheduled,
+    /// An operator's trigger (`POST /sync/…`): a persisted park is cleared first.
+    Trigger,
+    /// The re-probe of a stream parked by a permanent database error (every
+    /// `sync.retry_backoff_max`): the park stays until the run succeeds.
+    Probe,
 }
 
 /// How a run ended.
@@ -64,9 +82,9 @@ pub enum RunOutcome {
     },
     /// Another daemon holds the lease: nothing was done.
     HeldElsewhere,
-    /// The stream is parked in `sync_state` (with this reason) and no trigger asked to un-park
-    /// it: nothing was done, no API call made.
-    Parked(String),
+    /// The stream is parked in `sync_state` and no trigger (or probe, for a probed park) asked
+    /// to run it: nothing was done, no API call made.
+    Parked(Park),
     Failed {
         error: SyncError,
         cursor: Option<DateTime<Utc>>,
@@ -99,7 +117,7 @@ pub struct Work<'a> {
 enum Began {
     Begun(Begun),
     HeldElsewhere,
-    Parked(String),
+    Parked(Park),
 }
 
 /// A run that holds its lease and has its record.
@@ -165,18 +183,14 @@ async fn begin(ctx: &RunContext) -> Result<Began, (SyncError, Option<DateTime<Ut
     else {
         return Ok(Began::HeldElsewhere);
     };
-    if let Some(reason) = lease.parked_reason {
-        if !ctx.unpark {
-            // Parked, perhaps by an earlier process: no run and no API call until a trigger.
+    if let Some(stored) = lease.parked_reason {
+        if let Err(parked) = clear_park(ctx, shop_id, Park::parse(&stored)).await {
             release(ctx, shop_id).await;
-            return Ok(Began::Parked(reason));
+            return match parked {
+                ParkKept::Parked(park) => Ok(Began::Parked(park)),
+                ParkKept::Error(error) => Err((error, lease.cursor)),
+            };
         }
-        if let Err(error) = ledger.unpark(shop_id, stream).await {
-            release(ctx, shop_id).await;
-            return Err((error, lease.cursor));
-        }
-        tracing::info!(shop = %ctx.shop.name(), stream = stream.as_str(), %reason,
-            "the persisted park is cleared by a trigger");
     }
     if let Some(previous) = &lease.took_over_from {
         tracing::warn!(shop = %ctx.shop.name(), stream = stream.as_str(), previous_owner = %previous,
@@ -210,6 +224,38 @@ async fn begin(ctx: &RunContext) -> Result<Began, (SyncError, Option<DateTime<Ut
         cursor: lease.cursor,
         window,
     }))
+}
+
+/// Why a persisted park stays.
+enum ParkKept {
+    Parked(Park),
+    Error(SyncError),
+}
+
+/// Decides what a persisted park means for this run: cleared by a trigger or a changed
+/// configuration, run over (and kept until success) by a probe of a probed park, else kept.
+async fn clear_park(ctx: &RunContext, shop_id: i64, park: Park) -> Result<(), ParkKept> {
+    let (shop, stream) = (ctx.shop.name(), ctx.stream.as_str());
+    let changed = park
+        .config
+        .as_ref()
+        .is_some_and(|digest| *digest != ctx.config_digest);
+    if ctx.mode == RunMode::Probe && park.probe && !changed {
+        tracing::info!(shop = %shop, stream, reason = %park.reason,
+            "probing the parked stream (a permanent database error may have cleared)");
+        return Ok(());
+    }
+    let why = match (ctx.mode, changed) {
+        (RunMode::Trigger, _) => "an operator's trigger",
+        (_, true) => "a configuration change of the stream",
+        _ => return Err(ParkKept::Parked(park)),
+    };
+    ctx.ledger
+        .unpark(shop_id, ctx.stream)
+        .await
+        .map_err(ParkKept::Error)?;
+    tracing::info!(shop = %shop, stream, reason = %park.reason, "the persisted park is cleared by {why}");
+    Ok(())
 }
 
 /// Step 2: the body under the heartbeat, bounded by `task_timeout`, cancelled by a stop or a
@@ -260,7 +306,7 @@ async fn finish(
             status: RunStatus::Succeeded,
             class: None,
             message: None,
-            parked: false,
+            park: None,
             progress,
         },
         Err(e) => RunEnd {
@@ -270,7 +316,14 @@ async fn finish(
             },
             class: Some(e.class()),
             message: Some(e.to_string()),
-            parked: e.kind() == FailureKind::Park,
+            park: (e.kind() == FailureKind::Park).then(|| {
+                Park {
+                    reason: e.to_string(),
+                    config: Some(ctx.config_digest.clone()),
+                    probe: e.probed(),
+                }
+                .to_stored()
+            }),
             progress,
         },
     };
