@@ -29,7 +29,7 @@ use super::board::{LastRun, StreamState};
 use super::deps::SyncDeps;
 use super::policy::next_step;
 use super::progress::{Progress, ProgressSnapshot};
-use super::run::{config_digest, run, RunBody, RunContext, RunMode, RunOutcome};
+use super::run::{config_digest, run, ParkRetry, RunBody, RunContext, RunMode, RunOutcome};
 use super::streams;
 use super::{FailureKind, SyncError};
 use crate::config::Stream;
@@ -116,6 +116,8 @@ pub struct SyncState {
     timer_generation: u64,
     consecutive_failures: u32,
     parked: Option<String>,
+    /// The stream's pending park-store retry (see `run/park_retry.rs`).
+    park_retry: ParkRetry,
 }
 
 impl SyncState {
@@ -171,12 +173,14 @@ impl Actor for SyncActor {
         args: SyncActorArgs,
     ) -> Result<SyncState, ActorProcessingErr> {
         let first = args.first_run_after;
+        let park_retry = ParkRetry::new(args.deps.shutdown.child());
         let mut state = SyncState {
             args,
             running: None,
             timer_generation: 0,
             consecutive_failures: 0,
             parked: None,
+            park_retry,
         };
         state.update_board(|u| {
             u.state(StreamState::Idle);
@@ -287,6 +291,7 @@ fn start_run(myself: &ActorRef<SyncMsg>, state: &mut SyncState, mode: RunMode) {
             &deps.config,
             deps.db.config(),
         ),
+        park_retry: state.park_retry.clone(),
     };
     let progress = Arc::new(Progress::default());
     state.update_board(|u| {

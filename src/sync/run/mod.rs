@@ -21,6 +21,7 @@
 mod heartbeat;
 pub mod ledger;
 pub mod park;
+mod park_retry;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -36,10 +37,13 @@ use crate::config::{Stream, SyncConfig};
 use crate::db::Database;
 use crate::metrics::{catch_panic, TASK_SYNC_RUN};
 use crate::store::RunStatus;
+use crate::supervisor::Backoff;
 use crate::temu::{TemuClient, TemuShop};
 
 pub use ledger::{PgLedger, RunEnd, RunLedger};
 pub use park::{config_digest, Park};
+pub use park_retry::ParkRetry;
+use park_retry::UnstoredPark;
 
 /// Everything one run needs.
 #[derive(Clone)]
@@ -60,6 +64,9 @@ pub struct RunContext {
     /// The digest of the stream's configuration ([`config_digest`]); a park recorded under
     /// another one is cleared (the operator changed the configuration).
     pub config_digest: String,
+    /// The stream's pending park-store retry (superseded by this run; started by it when the
+    /// database refuses to store its park).
+    pub park_retry: ParkRetry,
 }
 
 /// Why a run was started.
@@ -170,6 +177,8 @@ fn millis(since: Instant) -> u64 {
 async fn begin(ctx: &RunContext) -> Result<Began, (SyncError, Option<DateTime<Utc>>)> {
     let ledger = &ctx.ledger;
     let stream = ctx.stream;
+    // This run's outcome replaces a park that an earlier run could not store yet.
+    ctx.park_retry.supersede().await;
     // The mall id, once the token check has learned it.
     let mall_id = ctx.shop.mall_id();
     let shop_id = ledger
@@ -330,11 +339,25 @@ async fn finish(
     let (stream, run_id) = (ctx.stream, begun.run_id);
     if let Err(e) = ctx
         .ledger
-        .finish_run(begun.shop_id, stream, run_id, end)
+        .finish_run(begun.shop_id, stream, run_id, end.clone())
         .await
     {
+        let parked = end.park.is_some();
         tracing::warn!(shop = %ctx.shop.name(), stream = stream.as_str(), run_id, error = %e,
-            "could not record the end of the run; the lease expires by itself");
+            "could not record the end of the run; the lease expires by itself{}",
+            if parked { "; storing the park is retried until the database takes it" } else { "" });
+        if parked {
+            let unstored = UnstoredPark {
+                shop: ctx.shop.name().to_string(),
+                shop_id: begun.shop_id,
+                stream,
+                run_id,
+                end,
+            };
+            let c = &ctx.config;
+            let backoff = Backoff::new(c.retry_backoff_min, c.retry_backoff_max);
+            ctx.park_retry.start(ctx.ledger.clone(), unstored, backoff);
+        }
     }
     if !matches!(result, Err(SyncError::LeaseLost)) {
         release(ctx, begun.shop_id).await;

@@ -379,3 +379,34 @@ async fn a_persisted_park_is_kept_under_the_same_configuration_and_cleared_by_a_
     assert_eq!(h.state(), StreamState::Idle);
     assert_eq!(h.ledger.parked(SHOP, Stream::Orders), None);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_park_the_database_refuses_to_store_is_retried_until_it_is_stored() {
+    let ledger = MemoryLedger::new("me");
+    ledger.refuse_finish(true);
+    let mut h = Harness::start(vec![Step::FailFatal], || Step::Succeed, ledger).await;
+    h.next_run(NEVER).await.expect("first run");
+    h.settle().await;
+    assert_eq!(h.state(), StreamState::Parked, "parked in memory at once");
+    assert_eq!(
+        h.ledger.parked(SHOP, Stream::Orders),
+        None,
+        "the read-only database took nothing"
+    );
+    // Still refused after several backoff periods (30 s, 60 s, … capped at 600 s).
+    tokio::time::sleep(Duration::from_secs(900)).await;
+    h.settle().await;
+    assert_eq!(h.ledger.parked(SHOP, Stream::Orders), None);
+    // Writable again: within one `retry_backoff_max` the park is stored, with the run's end.
+    h.ledger.refuse_finish(false);
+    tokio::time::sleep(Duration::from_secs(601)).await;
+    h.settle().await;
+    let stored = h
+        .ledger
+        .parked(SHOP, Stream::Orders)
+        .expect("the park is stored once the database takes it");
+    assert!(stored.contains("3000024"), "{stored}");
+    let runs = h.ledger.runs();
+    assert_eq!(runs.len(), 1, "no further run while parked");
+    assert_eq!(runs[0].status, RunStatus::Failed, "the run's end recorded too");
+}
