@@ -236,6 +236,11 @@ impl PgCluster {
         self.root.join("server.log")
     }
 
+    /// The output of initdb and pg_ctl (ours; the server's own log is the postgres user's).
+    fn tools_log(&self) -> PathBuf {
+        self.root.join("tools.log")
+    }
+
     fn data_dir(&self) -> PathBuf {
         self.root.join("data")
     }
@@ -246,7 +251,7 @@ impl PgCluster {
         cmd.arg("-D")
             .arg(&data)
             .args(["-U", "postgres", "--auth=trust", "-E", "UTF8", "--locale=C", "--no-sync"]);
-        command::run_bounded(cmd, "initdb", INITDB_DEADLINE, &self.log_path())?;
+        command::run_bounded(cmd, "initdb", INITDB_DEADLINE, &self.tools_log())?;
         let hba = format!(
             "# written by temu-sync's pg_cluster\n\
              host all postgres 127.0.0.1/32 trust\n\
@@ -269,7 +274,7 @@ impl PgCluster {
         cmd.arg("-D").arg(self.data_dir()).args(["-w", "-t", &secs]).args(args);
         // pg_ctl's own -t ends its wait; ours is a little longer, for the process itself.
         let deadline = PG_CTL_DEADLINE + Duration::from_secs(5);
-        command::run_bounded(cmd, what, deadline, &self.root.join("pg_ctl.log"))
+        command::run_bounded(cmd, what, deadline, &self.tools_log())
             .map_err(|e| match e {
                 ClusterError::Command { what, status, output } => ClusterError::Command {
                     what,
