@@ -12,6 +12,7 @@ pub mod health;
 pub mod http;
 pub mod metrics;
 pub mod ops;
+pub mod pg_cluster;
 pub mod shutdown;
 pub mod sim;
 pub mod store;

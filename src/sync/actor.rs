@@ -29,7 +29,7 @@ use super::board::{LastRun, StreamState};
 use super::deps::SyncDeps;
 use super::policy::next_step;
 use super::progress::{Progress, ProgressSnapshot};
-use super::run::{run, RunBody, RunContext, RunOutcome};
+use super::run::{config_digest, run, ParkRetry, RunBody, RunContext, RunMode, RunOutcome};
 use super::streams;
 use super::{FailureKind, SyncError};
 use crate::config::Stream;
@@ -116,6 +116,8 @@ pub struct SyncState {
     timer_generation: u64,
     consecutive_failures: u32,
     parked: Option<String>,
+    /// The stream's pending park-store retry (see `run/park_retry.rs`).
+    park_retry: ParkRetry,
 }
 
 impl SyncState {
@@ -171,12 +173,14 @@ impl Actor for SyncActor {
         args: SyncActorArgs,
     ) -> Result<SyncState, ActorProcessingErr> {
         let first = args.first_run_after;
+        let park_retry = ParkRetry::new(args.deps.shutdown.child());
         let mut state = SyncState {
             args,
             running: None,
             timer_generation: 0,
             consecutive_failures: 0,
             parked: None,
+            park_retry,
         };
         state.update_board(|u| {
             u.state(StreamState::Idle);
@@ -221,11 +225,13 @@ impl Actor for SyncActor {
             }
             SyncMsg::RefreshHealth => state.publish_health(),
             SyncMsg::Tick { generation } => {
-                if generation == state.timer_generation
-                    && state.running.is_none()
-                    && state.parked.is_none()
-                {
-                    start_run(&myself, state, false);
+                if generation == state.timer_generation && state.running.is_none() {
+                    // A parked stream's timer is only set for a probed park: the tick is its probe.
+                    let mode = match state.parked {
+                        None => RunMode::Scheduled,
+                        Some(_) => RunMode::Probe,
+                    };
+                    start_run(&myself, state, mode);
                 }
             }
             SyncMsg::Trigger(reply) => {
@@ -240,7 +246,7 @@ impl Actor for SyncActor {
                         });
                     }
                     state.consecutive_failures = 0;
-                    start_run(&myself, state, true);
+                    start_run(&myself, state, RunMode::Trigger);
                     let _ = reply.send(TriggerOutcome::Started);
                 }
             }
@@ -258,9 +264,9 @@ impl Actor for SyncActor {
     }
 }
 
-/// Starts a run task, or reschedules when the database is not ready. `unpark`: an operator's
-/// trigger, which clears a persisted park before the run.
-fn start_run(myself: &ActorRef<SyncMsg>, state: &mut SyncState, unpark: bool) {
+/// Starts a run task, or reschedules when the database is not ready. `mode`: why (a trigger
+/// clears a persisted park before the run; a probe runs over a probed one).
+fn start_run(myself: &ActorRef<SyncMsg>, state: &mut SyncState, mode: RunMode) {
     let deps = state.args.deps.clone();
     if deps.health.readiness().is_err() {
         state.update_board(|u| {
@@ -278,7 +284,14 @@ fn start_run(myself: &ActorRef<SyncMsg>, state: &mut SyncState, unpark: bool) {
         ledger: deps.ledger.clone(),
         body: state.args.body.clone(),
         db_deadline: deps.db.config().statement_timeout * 2,
-        unpark,
+        mode,
+        config_digest: config_digest(
+            &state.args.shop,
+            state.args.stream,
+            &deps.config,
+            deps.db.config(),
+        ),
+        park_retry: state.park_retry.clone(),
     };
     let progress = Arc::new(Progress::default());
     state.update_board(|u| {
@@ -386,18 +399,33 @@ fn finished(
     };
     let next_state = step.state;
     match outcome {
-        RunOutcome::Succeeded { cursor } => state.update_board(|u| {
-            u.finished(last("succeeded"))
-                .cursor(cursor)
-                .success(Utc::now())
-                .state(next_state);
-        }),
+        RunOutcome::Succeeded { cursor } => {
+            if let Some(reason) = state.parked.take() {
+                tracing::info!(shop = %state.shop(), stream = state.args.stream.as_str(), %reason,
+                    "un-parked: the probe run succeeded (the cause has cleared)");
+                state.update_board(|u| {
+                    u.parked(None);
+                });
+            }
+            state.update_board(|u| {
+                u.finished(last("succeeded"))
+                    .cursor(cursor)
+                    .success(Utc::now())
+                    .state(next_state);
+            });
+        }
         RunOutcome::HeldElsewhere => state.update_board(|u| {
             u.state(next_state);
         }),
-        RunOutcome::Parked(reason) => {
-            tracing::warn!(shop = %state.shop(), stream = state.args.stream.as_str(), %reason,
-                "stream parked (recorded in sync_state, perhaps before a restart): no run until POST /sync un-parks it");
+        RunOutcome::Parked(park) => {
+            let reason = park.reason;
+            if park.probe {
+                tracing::warn!(shop = %state.shop(), stream = state.args.stream.as_str(), %reason,
+                    "stream parked by a permanent database error (recorded in sync_state): probed again every sync.retry_backoff_max, or POST /sync");
+            } else {
+                tracing::warn!(shop = %state.shop(), stream = state.args.stream.as_str(), %reason,
+                    "stream parked (recorded in sync_state, perhaps before a restart): no run until POST /sync un-parks it or its configuration changes");
+            }
             state.parked = Some(reason.clone());
             state.update_board(|u| {
                 u.state(next_state).parked(Some(reason)).next_run_at(None);
@@ -414,9 +442,14 @@ fn finished(
                 FailureKind::Cancelled => "cancelled",
                 _ => "failed",
             };
-            if step.run_in.is_none() {
+            if next_state == StreamState::Parked {
+                let probe = if step.run_in.is_some() {
+                    "; probed again every sync.retry_backoff_max, un-parked when a run succeeds"
+                } else {
+                    ""
+                };
                 tracing::error!(shop = %state.shop(), stream = state.args.stream.as_str(), error_class = class, error = %message,
-                    "stream parked: this needs the operator (fix the cause, then POST /sync to un-park; the park is kept across restarts)");
+                    "stream parked: this needs the operator (fix the cause, then POST /sync to un-park; the park is kept across restarts; a configuration change of the stream clears it{probe})");
                 state.parked = Some(message.clone());
             }
             let parked = state.parked.clone();

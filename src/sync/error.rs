@@ -56,6 +56,13 @@ impl SyncError {
         }
     }
 
+    /// A park for this error is re-probed by the daemon itself (every `sync.retry_backoff_max`):
+    /// a permanent database error, whose cause can clear without a configuration change (a
+    /// privilege granted again, the database writable again, space freed).
+    pub fn probed(&self) -> bool {
+        matches!(self, SyncError::Db(_)) && self.kind() == FailureKind::Park
+    }
+
     /// A short class name for `sync_runs.error_class`, logs and metrics.
     pub fn class(&self) -> &'static str {
         match self {

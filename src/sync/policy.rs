@@ -10,7 +10,8 @@ use super::FailureKind;
 use crate::config::SyncConfig;
 use crate::supervisor::Backoff;
 
-/// What the scheduler does after a run: the stream's state, when to run next (`None`: parked),
+/// What the scheduler does after a run: the stream's state, when to run next (`None`: parked
+/// until a trigger; a parked state with a time: the probe),
 /// and the failure streak it carries on with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NextStep {
@@ -22,7 +23,8 @@ pub struct NextStep {
 /// The scheduling policy, as a pure function: success → the interval (± 10 %); held elsewhere →
 /// within one lease period; cancelled → the interval; a retryable failure (a panic included) →
 /// backoff, up to `max_retries` times in a row, then the interval; a fatal one, or a park found
-/// persisted in `sync_state` → parked until a trigger.
+/// persisted in `sync_state` → parked until a trigger or a configuration change — and, for a
+/// permanent database error (a probed park), probed again every `retry_backoff_max`.
 pub fn next_step(
     outcome: &RunOutcome,
     config: &SyncConfig,
@@ -42,9 +44,17 @@ pub fn next_step(
             Some(config.lease_ttl.min(interval)),
             consecutive_failures,
         ),
-        RunOutcome::Parked(_) => step(StreamState::Parked, None, consecutive_failures),
+        RunOutcome::Parked(park) => step(
+            StreamState::Parked,
+            park.probe.then_some(config.retry_backoff_max),
+            consecutive_failures,
+        ),
         RunOutcome::Failed { error, .. } => match error.kind() {
-            FailureKind::Park => step(StreamState::Parked, None, consecutive_failures),
+            FailureKind::Park => step(
+                StreamState::Parked,
+                error.probed().then_some(config.retry_backoff_max),
+                consecutive_failures,
+            ),
             FailureKind::Cancelled => step(
                 StreamState::Idle,
                 Some(jittered(interval)),

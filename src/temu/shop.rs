@@ -143,6 +143,18 @@ impl TemuShop {
         *self.inner.token.lock() = state;
     }
 
+    /// What the shop is configured with (name, region, router, app key, and the app secret and
+    /// token, so a new token counts as a change), fed into `bytes` for a digest: the sync engine
+    /// hashes it to notice a configuration change (a park is cleared by one). Never logged.
+    pub fn config_for_digest(&self, bytes: &mut Vec<u8>) {
+        let i = &self.inner;
+        for part in [i.name.as_str(), self.region_name(), i.url.as_str(), i.app_key.as_str(),
+            i.app_secret.expose(), i.access_token.expose()] {
+            bytes.extend_from_slice(part.as_bytes());
+            bytes.push(0);
+        }
+    }
+
     pub(super) fn app_key(&self) -> &str {
         &self.inner.app_key
     }

@@ -46,6 +46,8 @@ struct State {
     runs: Vec<RecordedRun>,
     /// `heartbeat` panics (a bug in the heartbeat's path, for the panic tests).
     panic_on_heartbeat: bool,
+    /// `finish_run` fails as a read-only database would (SQLSTATE 25006).
+    refuse_finish: bool,
 }
 
 /// Leases, runs and parking kept in memory for one daemon (`owner`).
@@ -100,6 +102,11 @@ impl MemoryLedger {
     pub fn park(&self, shop: &str, stream: Stream, reason: &str) {
         let mut state = self.state.lock();
         Self::row(&mut state, shop, stream).parked = Some(reason.to_string());
+    }
+
+    /// While `refuse` holds, `finish_run` fails like a read-only database, recording nothing.
+    pub fn refuse_finish(&self, refuse: bool) {
+        self.state.lock().refuse_finish = refuse;
     }
 
     /// From now on every `heartbeat` call panics.
@@ -240,6 +247,14 @@ impl RunLedger for MemoryLedger {
         end: RunEnd,
     ) -> BoxFuture<'_, Result<(), SyncError>> {
         let mut state = self.state.lock();
+        if state.refuse_finish {
+            return Box::pin(async {
+                Err(SyncError::Db(crate::db::DbError::Rejected {
+                    sqlstate: "25006".into(),
+                    message: "cannot execute UPDATE in a read-only transaction".into(),
+                }))
+            });
+        }
         // A run finishes once: an abandoned run keeps its outcome.
         let running = |r: &&mut RecordedRun| r.id == run_id && r.status == RunStatus::Running;
         if let Some(run) = state.runs.iter_mut().find(running) {
@@ -249,10 +264,10 @@ impl RunLedger for MemoryLedger {
             run.progress = end.progress;
         }
         if let Some(row) = state.leases.get_mut(&(shop_id, stream)) {
-            match (end.class, end.parked) {
+            match (end.class, end.park) {
                 (None, _) => row.parked = None,
-                (Some(_), true) => row.parked = end.message,
-                (Some(_), false) => {}
+                (Some(_), Some(park)) => row.parked = Some(park),
+                (Some(_), None) => {}
             }
         }
         Box::pin(async { Ok(()) })

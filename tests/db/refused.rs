@@ -1,12 +1,14 @@
 //! A database that refuses connections is reported as such, at once: a checkout fails within
 //! about `connect_timeout` (not `pool_timeout`) with the real cause and what to do, and the
-//! database actor's `/health` check names it for as long as it lasts.
+//! database actor's `/health` check names it for as long as it lasts. A wrong password (SCRAM, on
+//! a private cluster) is named at once by `/health` and the log, and never shown.
 
 use std::time::{Duration, Instant};
 
 use temu_sync::config::DatabaseConfig;
 use temu_sync::db::{Database, DbError};
-use temu_sync::testkit::{eventually, free_port, TestDatabase};
+use temu_sync::pg_cluster::{ClusterOptions, PgCluster};
+use temu_sync::testkit::{eventually, free_port, DaemonLaunch, DaemonProcess, TestDatabase};
 
 /// A long `pool_timeout`, so waiting it out cannot pass for failing fast.
 const POOL_TIMEOUT: Duration = Duration::from_secs(20);
@@ -122,4 +124,96 @@ async fn health_names_a_refused_database_for_as_long_as_it_lasts() {
 
     actor.stop(None);
     let _ = tokio::time::timeout(Duration::from_secs(5), join).await;
+}
+
+/// The daemon (database only) on `url`, its password from `TEMU_SYNC_TEST_DB_PASSWORD`.
+fn daemon_with_password(url: &str, password: &str) -> DaemonProcess {
+    let port = free_port();
+    let config = format!(
+        "log: {{ format: json, level: info }}\n\
+         http: {{ listen: \"127.0.0.1:{port}\" }}\n\
+         database:\n  url: \"{url}\"\n  password: {{ env: TEMU_SYNC_TEST_DB_PASSWORD }}\n  \
+         create_database: false\n  connect_timeout: 2s\n  ping_interval: 500ms\n  \
+         ping_timeout: 400ms\n  retry_min: 100ms\n  retry_max: 1s\n\
+         supervisor: {{ shutdown_timeout: 5s }}\n"
+    );
+    DaemonLaunch::new(env!("CARGO_BIN_EXE_temu-sync"), port, config)
+        .env("TEMU_SYNC_TEST_DB_PASSWORD", password)
+        .spawn()
+        .expect("daemon starts")
+}
+
+async fn everything_it_says(daemon: &DaemonProcess) -> String {
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .expect("http client");
+    let mut all = daemon.log();
+    for path in ["/health", "/status", "/metrics", "/readyz"] {
+        if let Ok(r) = http.get(daemon.url(path)).send().await {
+            all.push_str(&r.text().await.unwrap_or_default());
+        }
+    }
+    all
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_password_is_named_at_once_with_what_to_do_and_never_shown() {
+    let cluster = tokio::task::spawn_blocking(|| PgCluster::start(ClusterOptions::default()))
+        .await
+        .expect("join")
+        .expect("a private cluster (needs the PostgreSQL server binaries)");
+    let right = format!("right-{:08x}", fastrand::u32(..));
+    let wrong = format!("wrong-{:08x}", fastrand::u32(..));
+    cluster
+        .create_password_role("app", &right)
+        .await
+        .expect("role");
+    cluster
+        .execute("postgres", "CREATE DATABASE app_db OWNER app")
+        .await
+        .expect("database");
+    let url = cluster.url("app", "app_db");
+
+    let mut daemon = daemon_with_password(&url, &wrong);
+    let started = Instant::now();
+    let said = daemon
+        .health_until(Duration::from_secs(20), |status, body| {
+            status == 503
+                && body["checks"]["postgres:connections"][0]["output"]
+                    .as_str()
+                    .is_some_and(|o| o.contains("password authentication failed"))
+        })
+        .await;
+    let took = started.elapsed();
+    let (_, body) = said.unwrap_or_else(|| panic!("/health names it\n{}", daemon.log_tail(20)));
+    let output = body["checks"]["postgres:connections"][0]["output"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    eprintln!("/health said after {took:?} (process start included): {output}");
+    assert!(took < FAST, "named at once, not after pool_timeout: {took:?}");
+    assert!(
+        output.contains("database.password") && output.contains("\"app\""),
+        "says which role and what to fix: {output}"
+    );
+    let log = daemon.log();
+    assert!(
+        log.contains("password authentication failed"),
+        "the log says it too:\n{}",
+        daemon.log_tail(20)
+    );
+    let all = everything_it_says(&daemon).await;
+    assert!(!all.contains(&wrong), "the wrong password leaked");
+    assert!(!all.contains(&right), "the right password leaked");
+    daemon.terminate(Duration::from_secs(20));
+
+    // The same setup with the right password passes: it was the password and nothing else.
+    let daemon = daemon_with_password(&url, &right);
+    let ok = daemon
+        .health_until(Duration::from_secs(30), |status, _| status == 200)
+        .await;
+    assert!(ok.is_some(), "the right password connects\n{}", daemon.log_tail(20));
+    let all = everything_it_says(&daemon).await;
+    assert!(!all.contains(&right), "the password leaked");
 }

@@ -33,7 +33,7 @@ fn end(status: RunStatus, class: Option<&'static str>, parked: bool) -> RunEnd {
         status,
         class,
         message: class.map(|c| format!("scripted {c}")),
-        parked,
+        park: class.filter(|_| parked).map(|c| format!("scripted {c}")),
         progress: ProgressSnapshot {
             pages: 3,
             records_seen: 250,

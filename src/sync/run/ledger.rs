@@ -27,8 +27,9 @@ pub struct RunEnd {
     /// `None` on success.
     pub class: Option<&'static str>,
     pub message: Option<String>,
-    /// The failure needs the operator: the stream is parked with `message`.
-    pub parked: bool,
+    /// The failure needs the operator: the stream is parked with this text (a [`super::Park`]
+    /// as stored: the reason and its tag).
+    pub park: Option<String>,
     pub progress: ProgressSnapshot,
 }
 
@@ -214,8 +215,8 @@ impl RunLedger for PgLedger {
                     Some(class) => {
                         let message = message.unwrap_or(class);
                         store::record_failure(c, shop_id, stream, class, message).await?;
-                        if end.parked {
-                            store::park(c, shop_id, stream, message).await?;
+                        if let Some(park) = &end.park {
+                            store::park(c, shop_id, stream, park).await?;
                         }
                     }
                 }

@@ -20,6 +20,8 @@
 
 mod heartbeat;
 pub mod ledger;
+pub mod park;
+mod park_retry;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -35,9 +37,13 @@ use crate::config::{Stream, SyncConfig};
 use crate::db::Database;
 use crate::metrics::{catch_panic, TASK_SYNC_RUN};
 use crate::store::RunStatus;
+use crate::supervisor::Backoff;
 use crate::temu::{TemuClient, TemuShop};
 
 pub use ledger::{PgLedger, RunEnd, RunLedger};
+pub use park::{config_digest, Park};
+pub use park_retry::ParkRetry;
+use park_retry::UnstoredPark;
 
 /// Everything one run needs.
 #[derive(Clone)]
@@ -52,8 +58,27 @@ pub struct RunContext {
     pub body: Arc<dyn RunBody>,
     /// Deadline of one database transaction of the body.
     pub db_deadline: Duration,
-    /// An operator's trigger asked for this run: a persisted park is cleared before it starts.
-    pub unpark: bool,
+    /// Why this run was started (a trigger clears a persisted park first; a probe runs despite
+    /// a probed park and clears it only by succeeding).
+    pub mode: RunMode,
+    /// The digest of the stream's configuration ([`config_digest`]); a park recorded under
+    /// another one is cleared (the operator changed the configuration).
+    pub config_digest: String,
+    /// The stream's pending park-store retry (superseded by this run; started by it when the
+    /// database refuses to store its park).
+    pub park_retry: ParkRetry,
+}
+
+/// Why a run was started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunMode {
+    /// The stream's timer.
+    Scheduled,
+    /// An operator's trigger (`POST /sync/…`): a persisted park is cleared first.
+    Trigger,
+    /// The re-probe of a stream parked by a permanent database error (every
+    /// `sync.retry_backoff_max`): the park stays until the run succeeds.
+    Probe,
 }
 
 /// How a run ended.
@@ -64,9 +89,9 @@ pub enum RunOutcome {
     },
     /// Another daemon holds the lease: nothing was done.
     HeldElsewhere,
-    /// The stream is parked in `sync_state` (with this reason) and no trigger asked to un-park
-    /// it: nothing was done, no API call made.
-    Parked(String),
+    /// The stream is parked in `sync_state` and no trigger (or probe, for a probed park) asked
+    /// to run it: nothing was done, no API call made.
+    Parked(Park),
     Failed {
         error: SyncError,
         cursor: Option<DateTime<Utc>>,
@@ -99,7 +124,7 @@ pub struct Work<'a> {
 enum Began {
     Begun(Begun),
     HeldElsewhere,
-    Parked(String),
+    Parked(Park),
 }
 
 /// A run that holds its lease and has its record.
@@ -152,6 +177,8 @@ fn millis(since: Instant) -> u64 {
 async fn begin(ctx: &RunContext) -> Result<Began, (SyncError, Option<DateTime<Utc>>)> {
     let ledger = &ctx.ledger;
     let stream = ctx.stream;
+    // This run's outcome replaces a park that an earlier run could not store yet.
+    ctx.park_retry.supersede().await;
     // The mall id, once the token check has learned it.
     let mall_id = ctx.shop.mall_id();
     let shop_id = ledger
@@ -165,18 +192,14 @@ async fn begin(ctx: &RunContext) -> Result<Began, (SyncError, Option<DateTime<Ut
     else {
         return Ok(Began::HeldElsewhere);
     };
-    if let Some(reason) = lease.parked_reason {
-        if !ctx.unpark {
-            // Parked, perhaps by an earlier process: no run and no API call until a trigger.
+    if let Some(stored) = lease.parked_reason {
+        if let Err(parked) = clear_park(ctx, shop_id, Park::parse(&stored)).await {
             release(ctx, shop_id).await;
-            return Ok(Began::Parked(reason));
+            return match parked {
+                ParkKept::Parked(park) => Ok(Began::Parked(park)),
+                ParkKept::Error(error) => Err((error, lease.cursor)),
+            };
         }
-        if let Err(error) = ledger.unpark(shop_id, stream).await {
-            release(ctx, shop_id).await;
-            return Err((error, lease.cursor));
-        }
-        tracing::info!(shop = %ctx.shop.name(), stream = stream.as_str(), %reason,
-            "the persisted park is cleared by a trigger");
     }
     if let Some(previous) = &lease.took_over_from {
         tracing::warn!(shop = %ctx.shop.name(), stream = stream.as_str(), previous_owner = %previous,
@@ -210,6 +233,38 @@ async fn begin(ctx: &RunContext) -> Result<Began, (SyncError, Option<DateTime<Ut
         cursor: lease.cursor,
         window,
     }))
+}
+
+/// Why a persisted park stays.
+enum ParkKept {
+    Parked(Park),
+    Error(SyncError),
+}
+
+/// Decides what a persisted park means for this run: cleared by a trigger or a changed
+/// configuration, run over (and kept until success) by a probe of a probed park, else kept.
+async fn clear_park(ctx: &RunContext, shop_id: i64, park: Park) -> Result<(), ParkKept> {
+    let (shop, stream) = (ctx.shop.name(), ctx.stream.as_str());
+    let changed = park
+        .config
+        .as_ref()
+        .is_some_and(|digest| *digest != ctx.config_digest);
+    if ctx.mode == RunMode::Probe && park.probe && !changed {
+        tracing::info!(shop = %shop, stream, reason = %park.reason,
+            "probing the parked stream (a permanent database error may have cleared)");
+        return Ok(());
+    }
+    let why = match (ctx.mode, changed) {
+        (RunMode::Trigger, _) => "an operator's trigger",
+        (_, true) => "a configuration change of the stream",
+        _ => return Err(ParkKept::Parked(park)),
+    };
+    ctx.ledger
+        .unpark(shop_id, ctx.stream)
+        .await
+        .map_err(ParkKept::Error)?;
+    tracing::info!(shop = %shop, stream, reason = %park.reason, "the persisted park is cleared by {why}");
+    Ok(())
 }
 
 /// Step 2: the body under the heartbeat, bounded by `task_timeout`, cancelled by a stop or a
@@ -260,7 +315,7 @@ async fn finish(
             status: RunStatus::Succeeded,
             class: None,
             message: None,
-            parked: false,
+            park: None,
             progress,
         },
         Err(e) => RunEnd {
@@ -270,18 +325,39 @@ async fn finish(
             },
             class: Some(e.class()),
             message: Some(e.to_string()),
-            parked: e.kind() == FailureKind::Park,
+            park: (e.kind() == FailureKind::Park).then(|| {
+                Park {
+                    reason: e.to_string(),
+                    config: Some(ctx.config_digest.clone()),
+                    probe: e.probed(),
+                }
+                .to_stored()
+            }),
             progress,
         },
     };
     let (stream, run_id) = (ctx.stream, begun.run_id);
     if let Err(e) = ctx
         .ledger
-        .finish_run(begun.shop_id, stream, run_id, end)
+        .finish_run(begun.shop_id, stream, run_id, end.clone())
         .await
     {
+        let parked = end.park.is_some();
         tracing::warn!(shop = %ctx.shop.name(), stream = stream.as_str(), run_id, error = %e,
-            "could not record the end of the run; the lease expires by itself");
+            "could not record the end of the run; the lease expires by itself{}",
+            if parked { "; storing the park is retried until the database takes it" } else { "" });
+        if parked {
+            let unstored = UnstoredPark {
+                shop: ctx.shop.name().to_string(),
+                shop_id: begun.shop_id,
+                stream,
+                run_id,
+                end,
+            };
+            let c = &ctx.config;
+            let backoff = Backoff::new(c.retry_backoff_min, c.retry_backoff_max);
+            ctx.park_retry.start(ctx.ledger.clone(), unstored, backoff);
+        }
     }
     if !matches!(result, Err(SyncError::LeaseLost)) {
         release(ctx, begun.shop_id).await;

@@ -14,7 +14,7 @@ use tokio::time::Instant;
 use temu_sync::config::{
     AppConfig, DatabaseConfig, Region, ShopConfig, Stream, SyncConfig, SyncIntervals, TemuConfig,
 };
-use temu_sync::db::Database;
+use temu_sync::db::{Database, DbError};
 use temu_sync::health::{Check, Health};
 use temu_sync::metrics::Metrics;
 use temu_sync::shutdown::Shutdown;
@@ -39,6 +39,8 @@ pub(super) enum Step {
     FailRetryable,
     /// A fatal API error (a permission problem): the stream must park.
     FailFatal,
+    /// A permanent database error (a missing privilege): parks, and is probed.
+    FailDbPermanent,
     /// Wait until released.
     Block(Arc<Notify>),
     /// Panic inside the body (a bug in a stream's code).
@@ -74,6 +76,10 @@ impl RunBody for Scripted {
                     code: 3_000_024,
                     message: "scripted: no permission".into(),
                     request_id: None,
+                })),
+                Step::FailDbPermanent => Err(SyncError::Db(DbError::Rejected {
+                    sqlstate: "42501".into(),
+                    message: "permission denied for table orders".into(),
                 })),
                 Step::Block(release) => {
                     release.notified().await;

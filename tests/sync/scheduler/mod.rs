@@ -15,6 +15,7 @@ use tokio::sync::Notify;
 use temu_sync::config::Stream;
 use temu_sync::health::Status;
 use temu_sync::store::RunStatus;
+use temu_sync::sync::run::Park;
 use temu_sync::sync::{StreamState, TriggerOutcome};
 use temu_sync::testkit::MemoryLedger;
 
@@ -289,4 +290,123 @@ async fn a_park_persisted_before_a_restart_keeps_the_stream_parked_until_a_trigg
     );
     assert_eq!(h.state(), StreamState::Retrying, "and it retries as usual");
     assert_eq!(h.view().parked_reason, None);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_permanent_database_error_parks_and_is_probed_every_backoff_max_until_a_run_succeeds() {
+    let script = vec![Step::FailDbPermanent, Step::FailDbPermanent];
+    let mut h = Harness::start(script, || Step::Succeed, MemoryLedger::new("me")).await;
+    let first = h.next_run(NEVER).await.expect("first run");
+    h.settle().await;
+    assert_eq!(h.state(), StreamState::Parked);
+    let stored = h.ledger.parked(SHOP, Stream::Orders).expect("parked");
+    assert!(stored.contains("permission denied"), "{stored}");
+    assert!(
+        h.view().next_run_at.is_some(),
+        "a probed park has its next probe on the board"
+    );
+    // The probe comes after `retry_backoff_max` (600 s here), not the retry backoff (30 s …).
+    let probe = h.next_run(NEVER).await.expect("a probe run");
+    assert!(
+        within(probe - first, Duration::from_secs(600), Duration::from_secs(601)),
+        "probe after {:?}",
+        probe - first
+    );
+    h.settle().await;
+    assert_eq!(h.state(), StreamState::Parked, "the failed probe parks again");
+    let second = h.next_run(NEVER).await.expect("a second probe");
+    assert!(within(
+        second - probe,
+        Duration::from_secs(600),
+        Duration::from_secs(601)
+    ));
+    h.settle().await;
+    assert_eq!(h.state(), StreamState::Idle, "the probe succeeded");
+    assert_eq!(h.view().parked_reason, None, "/status no longer parked");
+    assert_eq!(
+        h.ledger.parked(SHOP, Stream::Orders),
+        None,
+        "un-parked in the ledger"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_parked_api_error_is_not_probed() {
+    let mut h = Harness::start(vec![Step::FailFatal], || Step::Succeed, MemoryLedger::new("me")).await;
+    h.next_run(NEVER).await.expect("first run");
+    h.settle().await;
+    assert_eq!(h.state(), StreamState::Parked);
+    assert_eq!(
+        h.next_run(Duration::from_secs(6 * 3600)).await,
+        None,
+        "a token or permission problem at the API is not re-tried by itself"
+    );
+}
+
+/// The stored park of a run that parked with `Step::FailFatal` under the harness's configuration.
+async fn stored_park() -> String {
+    let mut h = Harness::start(vec![Step::FailFatal], || Step::Succeed, MemoryLedger::new("me")).await;
+    h.next_run(NEVER).await.expect("first run");
+    h.settle().await;
+    h.ledger.parked(SHOP, Stream::Orders).expect("parked")
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_persisted_park_is_kept_under_the_same_configuration_and_cleared_by_a_changed_one() {
+    let stored = stored_park().await;
+    let park = Park::parse(&stored);
+    assert!(park.config.is_some(), "the park records the configuration: {stored}");
+
+    // The same configuration after a restart: still parked, no run.
+    let same = MemoryLedger::new("me");
+    same.park(SHOP, Stream::Orders, &stored);
+    let mut h = Harness::start(vec![], || Step::Succeed, same).await;
+    assert_eq!(h.next_run(INTERVAL * 4).await, None, "kept parked");
+    assert_eq!(h.state(), StreamState::Parked);
+
+    // Parked under another configuration (e.g. the token was replaced): cleared at the first run.
+    let changed = MemoryLedger::new("me");
+    let other = Park {
+        config: Some("0123456789abcdef".into()),
+        ..park
+    };
+    changed.park(SHOP, Stream::Orders, &other.to_stored());
+    let mut h = Harness::start(vec![], || Step::Succeed, changed).await;
+    h.next_run(Duration::from_secs(5))
+        .await
+        .expect("the changed configuration un-parks: the stream runs at once");
+    h.settle().await;
+    assert_eq!(h.state(), StreamState::Idle);
+    assert_eq!(h.ledger.parked(SHOP, Stream::Orders), None);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_park_the_database_refuses_to_store_is_retried_until_it_is_stored() {
+    let ledger = MemoryLedger::new("me");
+    ledger.refuse_finish(true);
+    let mut h = Harness::start(vec![Step::FailFatal], || Step::Succeed, ledger).await;
+    h.next_run(NEVER).await.expect("first run");
+    h.settle().await;
+    assert_eq!(h.state(), StreamState::Parked, "parked in memory at once");
+    assert_eq!(
+        h.ledger.parked(SHOP, Stream::Orders),
+        None,
+        "the read-only database took nothing"
+    );
+    // Still refused after several backoff periods (30 s, 60 s, … capped at 600 s).
+    tokio::time::sleep(Duration::from_secs(900)).await;
+    h.settle().await;
+    assert_eq!(h.ledger.parked(SHOP, Stream::Orders), None);
+    // Writable again: within one `retry_backoff_max` the park is stored, with the run's end.
+    h.ledger.refuse_finish(false);
+    tokio::time::sleep(Duration::from_secs(601)).await;
+    h.settle().await;
+    let stored = h
+        .ledger
+        .parked(SHOP, Stream::Orders)
+        .expect("the park is stored once the database takes it");
+    assert!(stored.contains("3000024"), "{stored}");
+    let runs = h.ledger.runs();
+    assert_eq!(runs.len(), 1, "no further run while parked");
+    assert_eq!(runs[0].status, RunStatus::Failed, "the run's end recorded too");
 }
