@@ -56,6 +56,10 @@ enum Command {
         /// More of the daemon's own log (warnings only by default): -v info, -vv debug.
         #[arg(short, long, action = clap::ArgAction::Count)]
         verbose: u8,
+        /// When no PostgreSQL answers, say what to do and exit 69 instead of starting a
+        /// throwaway cluster of the installed server binaries.
+        #[arg(long)]
+        no_own_cluster: bool,
     },
     /// Ask Temu about every shop's access token: mall id, expiry and scopes.
     /// Exits 0 when every token is usable (expiring soon only warns), 1 when one is refused or expired.
@@ -195,12 +199,14 @@ async fn run_command(
             shops,
             orders,
             seed,
+            no_own_cluster,
             ..
         } => {
             let options = temu_sync::app::demo::DemoOptions {
                 shops: shops.clamp(1, 50),
                 orders,
                 seed,
+                own_cluster: !no_own_cluster,
             };
             let screen = screen.unwrap_or_else(temu_sync::app::demo::Screen::for_stderr);
             temu_sync::app::demo::run(config, options, screen).await

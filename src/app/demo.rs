@@ -34,6 +34,8 @@ pub struct DemoOptions {
     pub shops: usize,
     pub orders: usize,
     pub seed: u64,
+    /// Start a throwaway cluster when no PostgreSQL answers (`--no-own-cluster` turns it off).
+    pub own_cluster: bool,
 }
 
 /// How long the comparison with the ground truth may take.
@@ -42,7 +44,7 @@ const VERDICT_DEADLINE: Duration = Duration::from_secs(60);
 /// Runs the demo; the exit code is 0 when the database matches the ground truth, 69 when there
 /// is no database to use (the advice is printed).
 pub async fn run(mut config: Config, opts: DemoOptions, mut screen: Screen) -> i32 {
-    let db = match demo_database(&config).await {
+    let db = match demo_database(&config, opts.own_cluster).await {
         Ok(db) => db,
         Err(e) => {
             eprintln!("temu-sync demo: {e}");

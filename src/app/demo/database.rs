@@ -10,9 +10,13 @@ use std::time::Duration;
 use tokio_postgres::NoTls;
 
 use crate::config::Config;
+use crate::pg_cluster::{find_bindir, ClusterOptions, PgCluster};
 
 /// How long PostgreSQL may take to drop the old demo database.
 const RESET_DEADLINE: Duration = Duration::from_secs(30);
+
+/// How long a throwaway cluster may take to `initdb` and start.
+const CLUSTER_DEADLINE: Duration = Duration::from_secs(150);
 
 /// The database the demo syncs into.
 #[derive(Debug)]
@@ -21,6 +25,9 @@ pub struct DemoDb {
     pub url: String,
     /// One line for the user: which database on which server.
     pub described: String,
+    /// The throwaway cluster the database lives in, when no server answered: held until the
+    /// demo ends, stopped and deleted when dropped.
+    pub cluster: Option<PgCluster>,
 }
 
 /// Why the demo has no database; [`fmt::Display`] is the advice the user reads.
@@ -58,15 +65,56 @@ impl fmt::Display for DemoDbError {
     }
 }
 
-/// The one place the demo gets its database. Today: the configured server, database name +
-/// `_demo`, dropped first so that every demo starts from empty (the daemon creates it again).
-///
-/// A throwaway cluster plugs in here: when this returns [`DemoDbError::Unreachable`] and the
-/// PostgreSQL server binaries are installed (`src/pg_cluster/`), start a cluster in a temporary
-/// directory instead and return its URL in [`DemoDb::url`], with the cluster's handle as a new
-/// field of [`DemoDb`] so that it lives until the demo ends ([`super::run`] holds the `DemoDb`
-/// until after the verdict) and is removed when dropped; say so in [`DemoDb::described`].
-pub async fn demo_database(config: &Config) -> Result<DemoDb, DemoDbError> {
+/// The one place the demo gets its database: the configured server, database name + `_demo`,
+/// dropped first so that every demo starts from empty (the daemon creates it again). When no
+/// server answers there and `own_cluster` allows it, a throwaway cluster of the installed
+/// PostgreSQL server binaries ([`crate::pg_cluster`]: `initdb` in a temporary directory, as the
+/// `postgres` user when we are root) — held in [`DemoDb::cluster`] and removed when the demo
+/// ends. Without the binaries the advice of [`DemoDbError::Unreachable`] stands.
+pub async fn demo_database(config: &Config, own_cluster: bool) -> Result<DemoDb, DemoDbError> {
+    match configured_database(config).await {
+        Err(DemoDbError::Unreachable { server, cause }) if own_cluster => {
+            throwaway_cluster(server, cause).await
+        }
+        other => other,
+    }
+}
+
+/// A cluster of our own, or the configured server's error (with why no cluster could start).
+async fn throwaway_cluster(server: String, cause: String) -> Result<DemoDb, DemoDbError> {
+    if find_bindir().is_err() {
+        return Err(DemoDbError::Unreachable { server, cause });
+    }
+    let started = tokio::time::timeout(
+        CLUSTER_DEADLINE,
+        tokio::task::spawn_blocking(|| PgCluster::start(ClusterOptions::default())),
+    )
+    .await;
+    let failed = |why: String| DemoDbError::Unreachable {
+        server: server.clone(),
+        cause: format!("{cause}; a throwaway cluster did not start either: {why}"),
+    };
+    match started {
+        Ok(Ok(Ok(cluster))) => Ok(DemoDb {
+            url: cluster.url("postgres", "temu_sync_demo"),
+            described: format!(
+                "no PostgreSQL at {server}, so a throwaway cluster on 127.0.0.1:{} \
+                 (initdb in a temporary directory, removed when the demo ends)",
+                cluster.port()
+            ),
+            cluster: Some(cluster),
+        }),
+        Ok(Ok(Err(e))) => Err(failed(e.to_string())),
+        Ok(Err(e)) => Err(failed(format!("its start failed: {e}"))),
+        Err(_) => Err(failed(format!(
+            "not started within {} s",
+            CLUSTER_DEADLINE.as_secs()
+        ))),
+    }
+}
+
+/// The configured server's `_demo` database, dropped so the demo starts from empty.
+async fn configured_database(config: &Config) -> Result<DemoDb, DemoDbError> {
     let url = demo_url(&config.database.url);
     let mut pg: tokio_postgres::Config = url
         .parse()
@@ -87,6 +135,7 @@ pub async fn demo_database(config: &Config) -> Result<DemoDb, DemoDbError> {
     Ok(DemoDb {
         described: format!("database {name} on {server}"),
         url,
+        cluster: None,
     })
 }
 
