@@ -20,7 +20,9 @@ use crate::db::Database;
 use crate::exit;
 use crate::store;
 use crate::sync::progress::{Progress, ProgressSnapshot};
-use crate::sync::run::{run, PgLedger, RunBody, RunContext, RunLedger, RunOutcome};
+use crate::sync::run::{
+    config_digest, run, ParkRetry, PgLedger, RunBody, RunContext, RunLedger, RunMode, RunOutcome,
+};
 use crate::sync::SyncError;
 use crate::temu::{TemuClient, TemuShop};
 
@@ -159,7 +161,10 @@ impl Operator {
             ledger: self.ledger.clone(),
             body,
             db_deadline: self.db_deadline,
-            unpark: false,
+            // An operator's run neither clears a park (a trigger does) nor probes one.
+            mode: RunMode::Scheduled,
+            config_digest: config_digest(shop, stream, &self.config.sync, self.db.config()),
+            park_retry: ParkRetry::new(self.cancel.clone()),
         };
         let context = format!("{} {}", shop.name(), stream.as_str());
         let started = Instant::now();
@@ -170,13 +175,14 @@ impl Operator {
                 RunOutcome::Failed { error, .. } => {
                     return Err(OpError::from_sync(&context, error))
                 }
-                RunOutcome::Parked(reason) => {
+                RunOutcome::Parked(park) => {
+                    let reason = &park.reason;
                     return Err(OpError::Unavailable(format!(
                         "{context} is parked ({reason}); fix the cause, then trigger the stream \
                          (POST /sync/{}/{}) before running this again",
                         shop.name(),
                         stream.as_str()
-                    )))
+                    )));
                 }
                 RunOutcome::HeldElsewhere => self.wait_for_lease(&context, started).await?,
             }

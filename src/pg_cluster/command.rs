@@ -11,7 +11,11 @@ use super::ClusterError;
 
 /// The folder that holds `initdb`, `pg_ctl` and `postgres`.
 pub fn find_bindir() -> Result<PathBuf, ClusterError> {
-    let has_all = |dir: &Path| ["initdb", "pg_ctl", "postgres"].iter().all(|b| dir.join(b).is_file());
+    let has_all = |dir: &Path| {
+        ["initdb", "pg_ctl", "postgres"]
+            .iter()
+            .all(|b| dir.join(b).is_file())
+    };
     let from_pg_config = Command::new("pg_config")
         .arg("--bindir")
         .stderr(Stdio::null())

@@ -142,7 +142,10 @@ impl PgCluster {
             self.options.max_connections
         );
         let log = self.log_path();
-        self.pg_ctl(&["start", "-l", &log.display().to_string(), "-o", &opts], "pg_ctl start")
+        self.pg_ctl(
+            &["start", "-l", &log.display().to_string(), "-o", &opts],
+            "pg_ctl start",
+        )
     }
 
     /// Stops the server (`pg_ctl stop -m fast|immediate`, waiting until it is down).
@@ -190,7 +193,11 @@ impl PgCluster {
     }
 
     /// A login role that must authenticate with `password` (SCRAM-SHA-256).
-    pub async fn create_password_role(&self, role: &str, password: &str) -> Result<(), ClusterError> {
+    pub async fn create_password_role(
+        &self,
+        role: &str,
+        password: &str,
+    ) -> Result<(), ClusterError> {
         let sql = format!(
             "DO $$BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{SCRAM_GROUP}') \
              THEN CREATE ROLE {SCRAM_GROUP} NOLOGIN; END IF; END$$; \
@@ -213,7 +220,14 @@ impl PgCluster {
         let size = format!("size={size_mb}m,mode=0700");
         command::system(
             "mount",
-            &["-t", "tmpfs", "-o", &size, "tmpfs", &path.display().to_string()],
+            &[
+                "-t",
+                "tmpfs",
+                "-o",
+                &size,
+                "tmpfs",
+                &path.display().to_string(),
+            ],
             Duration::from_secs(10),
         )
         .map_err(|output| ClusterError::Mount {
@@ -248,9 +262,15 @@ impl PgCluster {
     fn initdb(&self) -> Result<(), ClusterError> {
         let data = self.data_dir();
         let mut cmd = command::server_command(&self.bindir, "initdb", self.user);
-        cmd.arg("-D")
-            .arg(&data)
-            .args(["-U", "postgres", "--auth=trust", "-E", "UTF8", "--locale=C", "--no-sync"]);
+        cmd.arg("-D").arg(&data).args([
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "-E",
+            "UTF8",
+            "--locale=C",
+            "--no-sync",
+        ]);
         command::run_bounded(cmd, "initdb", INITDB_DEADLINE, &self.tools_log())?;
         let hba = format!(
             "# written by temu-sync's pg_cluster\n\
@@ -271,18 +291,24 @@ impl PgCluster {
     fn pg_ctl(&self, args: &[&str], what: &str) -> Result<(), ClusterError> {
         let mut cmd = command::server_command(&self.bindir, "pg_ctl", self.user);
         let secs = PG_CTL_DEADLINE.as_secs().to_string();
-        cmd.arg("-D").arg(self.data_dir()).args(["-w", "-t", &secs]).args(args);
+        cmd.arg("-D")
+            .arg(self.data_dir())
+            .args(["-w", "-t", &secs])
+            .args(args);
         // pg_ctl's own -t ends its wait; ours is a little longer, for the process itself.
         let deadline = PG_CTL_DEADLINE + Duration::from_secs(5);
-        command::run_bounded(cmd, what, deadline, &self.tools_log())
-            .map_err(|e| match e {
-                ClusterError::Command { what, status, output } => ClusterError::Command {
-                    what,
-                    status,
-                    output: format!("{output}\nserver log:\n{}", self.log_tail(12)),
-                },
-                other => other,
-            })
+        command::run_bounded(cmd, what, deadline, &self.tools_log()).map_err(|e| match e {
+            ClusterError::Command {
+                what,
+                status,
+                output,
+            } => ClusterError::Command {
+                what,
+                status,
+                output: format!("{output}\nserver log:\n{}", self.log_tail(12)),
+            },
+            other => other,
+        })
     }
 
     /// Creates `path` (mode 0700) owned by the server's user.

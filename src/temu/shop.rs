@@ -148,8 +148,14 @@ impl TemuShop {
     /// hashes it to notice a configuration change (a park is cleared by one). Never logged.
     pub fn config_for_digest(&self, bytes: &mut Vec<u8>) {
         let i = &self.inner;
-        for part in [i.name.as_str(), self.region_name(), i.url.as_str(), i.app_key.as_str(),
-            i.app_secret.expose(), i.access_token.expose()] {
+        for part in [
+            i.name.as_str(),
+            self.region_name(),
+            i.url.as_str(),
+            i.app_key.as_str(),
+            i.app_secret.expose(),
+            i.access_token.expose(),
+        ] {
             bytes.extend_from_slice(part.as_bytes());
             bytes.push(0);
         }

@@ -192,7 +192,10 @@ async fn a_wrong_password_is_named_at_once_with_what_to_do_and_never_shown() {
         .unwrap_or_default()
         .to_string();
     eprintln!("/health said after {took:?} (process start included): {output}");
-    assert!(took < FAST, "named at once, not after pool_timeout: {took:?}");
+    assert!(
+        took < FAST,
+        "named at once, not after pool_timeout: {took:?}"
+    );
     assert!(
         output.contains("database.password") && output.contains("\"app\""),
         "says which role and what to fix: {output}"
@@ -213,7 +216,11 @@ async fn a_wrong_password_is_named_at_once_with_what_to_do_and_never_shown() {
     let ok = daemon
         .health_until(Duration::from_secs(30), |status, _| status == 200)
         .await;
-    assert!(ok.is_some(), "the right password connects\n{}", daemon.log_tail(20));
+    assert!(
+        ok.is_some(),
+        "the right password connects\n{}",
+        daemon.log_tail(20)
+    );
     let all = everything_it_says(&daemon).await;
     assert!(!all.contains(&right), "the password leaked");
 }

@@ -17,6 +17,9 @@ pub async fn sigterm(row: &mut Row) {
         orders: 1500,
         settle: false,
         sim: |c| c.faults.latency = Latency::Fixed(Duration::from_millis(60)),
+        // One page at a time: a backfill of seconds, so the SIGTERM lands mid-run (with
+        // concurrent pages it can end before a run in flight is seen).
+        env: vec![("TEMU_SYNC__SYNC__PAGE_CONCURRENCY", "1")],
         ..Setup::default()
     };
     let Some(mut w) = World::start("fm_sigterm", setup, row).await else {
@@ -131,6 +134,7 @@ pub async fn two_daemons(row: &mut Row) {
         orders: 4000,
         settle: false,
         sim: |c| c.faults.latency = Latency::Fixed(Duration::from_millis(50)),
+        env: vec![("TEMU_SYNC__SYNC__PAGE_CONCURRENCY", "1")],
         ..Setup::default()
     };
     let Some(mut w) = World::start("fm_two", setup, row).await else {

@@ -1,11 +1,16 @@
 //! The soak (run by scripts/soak.sh, `#[ignore]`d otherwise): the daemon for `SOAK_SECS` with
 //! short intervals, simulator mutations and faults on, a database outage every
 //! `SOAK_OUTAGE_EVERY` seconds; samples RSS, open fds, PostgreSQL sessions, records synced and
-//! errors every `SOAK_SAMPLE_SECS`, prints a summary and writes it to target/soak.md.
+//! errors every `SOAK_SAMPLE_SECS`, and polls `/health` every second (as an uptime monitor does),
+//! counting every `fail` answer outside an outage (and its recovery) as a false alarm; prints a
+//! summary and writes it to target/soak.md. `SOAK_OUTAGE_EVERY=0`: no outages, so any `fail` is
+//! false (the "never flaps under full sync load" run).
 //!
 //! Owns the soak's knobs, samples and summary; must not change the fault matrix's scenarios.
 
 use std::fmt::Write as _;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::observe::{daemon_sessions, duplicates, fd_count, wait_client, FD_SLACK, POOL_MAX};
@@ -146,8 +151,10 @@ impl Soak {
         }
     }
 
-    /// A 2 s database outage: the proxy refuses, then passes again.
-    async fn outage(&self) {
+    /// A 2 s database outage: the proxy refuses, then passes again; `in_outage` is set from
+    /// the start until [`OUTAGE_GRACE`] after the end (cleared by the caller's next sample).
+    async fn outage(&self, in_outage: &AtomicBool) {
+        in_outage.store(true, Ordering::Relaxed);
         self.proxy.set_mode(FaultMode::Refuse);
         tokio::time::sleep(Duration::from_secs(2)).await;
         self.proxy.set_mode(FaultMode::Pass);
@@ -200,10 +207,16 @@ fn print_sample(s: &Sample) {
 
 /// Samples every `knobs.every` seconds for `knobs.secs`, with an outage every
 /// `knobs.outage_every`; the samples and the number of outages.
-async fn sample_for(soak: &mut Soak, knobs: &Knobs, started: Instant) -> (Vec<Sample>, u32) {
+async fn sample_for(
+    soak: &mut Soak,
+    knobs: &Knobs,
+    started: Instant,
+    in_outage: &AtomicBool,
+) -> (Vec<Sample>, u32) {
     let mut samples: Vec<Sample> = Vec::new();
     let mut outages = 0;
     let mut next_outage = Duration::from_secs(knobs.outage_every);
+    let mut outage_ended: Option<Instant> = None;
     while started.elapsed() < Duration::from_secs(knobs.secs) {
         tokio::time::sleep(Duration::from_secs(knobs.every)).await;
         assert!(
@@ -211,8 +224,13 @@ async fn sample_for(soak: &mut Soak, knobs: &Knobs, started: Instant) -> (Vec<Sa
             "daemon died\n{}",
             soak.daemon.log_tail(30)
         );
+        if outage_ended.is_some_and(|at| at.elapsed() >= OUTAGE_GRACE) {
+            in_outage.store(false, Ordering::Relaxed);
+            outage_ended = None;
+        }
         if knobs.outage_every > 0 && started.elapsed() >= next_outage {
-            soak.outage().await;
+            soak.outage(in_outage).await;
+            outage_ended = Some(Instant::now());
             outages += 1;
             next_outage += Duration::from_secs(knobs.outage_every);
         }
@@ -221,6 +239,61 @@ async fn sample_for(soak: &mut Soak, knobs: &Knobs, started: Instant) -> (Vec<Sa
         samples.push(s);
     }
     (samples, outages)
+}
+
+/// How long after an outage a `fail` still counts as the outage's (detect + recover).
+const OUTAGE_GRACE: Duration = Duration::from_secs(15);
+
+/// What the `/health` poller saw.
+#[derive(Default)]
+struct HealthTally {
+    polls: u64,
+    pass: u64,
+    warn: u64,
+    /// `fail` during an outage or within [`OUTAGE_GRACE`] after it.
+    fail_expected: u64,
+    /// `fail` (or no answer) at any other time, with the first few answers.
+    fail_false: u64,
+    false_examples: Vec<String>,
+}
+
+/// Polls `/health` every second until `stop`; `in_outage` is set by the outage injector for the
+/// outage and its grace period.
+async fn poll_health(
+    http: reqwest::Client,
+    url: String,
+    in_outage: Arc<AtomicBool>,
+    stop: tokio_util::sync::CancellationToken,
+) -> HealthTally {
+    let mut tally = HealthTally::default();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return tally,
+            _ = tick.tick() => {}
+        }
+        let answer = http.get(&url).timeout(Duration::from_secs(5)).send().await;
+        tally.polls += 1;
+        let (code, body) = match answer {
+            Ok(r) => (r.status().as_u16(), r.text().await.unwrap_or_default()),
+            Err(e) => (0, format!("no answer: {e}")),
+        };
+        if code == 200 && body.contains("\"status\":\"pass\"") {
+            tally.pass += 1;
+        } else if code == 200 {
+            tally.warn += 1;
+        } else if in_outage.load(Ordering::Relaxed) {
+            tally.fail_expected += 1;
+        } else {
+            tally.fail_false += 1;
+            if tally.false_examples.len() < 5 {
+                tally.false_examples.push(format!(
+                    "{code}: {}",
+                    body.chars().take(400).collect::<String>()
+                ));
+            }
+        }
+    }
 }
 
 /// After the faults and changes stop: one clean round, compared with the truth.
@@ -286,6 +359,7 @@ fn summary(
     warm: (&Sample, &Sample),
     outages: u32,
     end: &EndState,
+    health: &HealthTally,
 ) -> String {
     let (first, last) = warm;
     let mut out = String::new();
@@ -322,6 +396,20 @@ fn summary(
         end.panics,
         end.exit
     );
+    let _ = writeln!(
+        out,
+        "\n/health polled every 1 s: {} answers — {} pass, {} warn, {} fail during an outage or \
+         within {} s after it, **{} fail at any other time** (false alarms)",
+        health.polls,
+        health.pass,
+        health.warn,
+        health.fail_expected,
+        OUTAGE_GRACE.as_secs(),
+        health.fail_false
+    );
+    for example in &health.false_examples {
+        let _ = writeln!(out, "  false alarm: {example}");
+    }
     out
 }
 
@@ -330,7 +418,17 @@ pub async fn run() {
     let knobs = Knobs::from_env();
     let mut soak = Soak::start(&knobs).await;
     let started = Instant::now();
-    let (samples, outages) = sample_for(&mut soak, &knobs, started).await;
+    let in_outage = Arc::new(AtomicBool::new(false));
+    let stop = tokio_util::sync::CancellationToken::new();
+    let poller = tokio::spawn(poll_health(
+        soak.http.clone(),
+        soak.daemon.url("/health"),
+        in_outage.clone(),
+        stop.clone(),
+    ));
+    let (samples, outages) = sample_for(&mut soak, &knobs, started, &in_outage).await;
+    stop.cancel();
+    let health = poller.await.expect("the /health poller");
     let end = end_state(&mut soak).await;
     // Growth after warm-up: the first sample past 10 % of the run against the last.
     let warm = samples
@@ -345,6 +443,7 @@ pub async fn run() {
         (first, last),
         outages,
         &end,
+        &health,
     );
     println!("\n{out}");
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/soak.md");
@@ -361,4 +460,9 @@ pub async fn run() {
         last.fds
     );
     assert!((0..=POOL_MAX).contains(&last.pg));
+    assert_eq!(
+        health.fail_false, 0,
+        "/health said fail outside an outage: {:?}",
+        health.false_examples
+    );
 }

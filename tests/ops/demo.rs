@@ -66,7 +66,10 @@ fn demo_without_a_terminal_prints_plain_lines_and_its_verdict() {
 fn demo_without_postgresql_says_what_to_do() {
     // A free port: nothing listens there.
     let url = format!("postgres://postgres@127.0.0.1:{}/temu_sync", free_port());
-    let (code, text, _) = demo(&url, &["--shops", "1", "--orders", "10", "--no-own-cluster"]);
+    let (code, text, _) = demo(
+        &url,
+        &["--shops", "1", "--orders", "10", "--no-own-cluster"],
+    );
     assert_eq!(code, Some(69), "unreachable database: exit 69\n{text}");
     assert!(text.contains("apt install postgresql"), "{text}");
     assert!(text.contains("TEMU_SYNC__DATABASE__URL"), "{text}");
@@ -80,7 +83,11 @@ fn demo_without_postgresql_runs_on_a_throwaway_cluster_and_removes_it() {
     }
     let url = format!("postgres://postgres@127.0.0.1:{}/temu_sync", free_port());
     let (code, text, pid) = demo(&url, &["--shops", "1", "--orders", "100", "--seed", "3"]);
-    assert_eq!(code, Some(0), "the demo ends OK on its own cluster:\n{text}");
+    assert_eq!(
+        code,
+        Some(0),
+        "the demo ends OK on its own cluster:\n{text}"
+    );
     assert!(text.contains("throwaway cluster"), "it says so:\n{text}");
     assert!(text.contains("0 missing, 0 stale, 0 extra"), "{text}");
     let left: Vec<_> = std::fs::read_dir(std::env::temp_dir())

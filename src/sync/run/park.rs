@@ -97,6 +97,9 @@ mod tests {
         };
         assert_eq!(Park::parse(&park.to_stored()), park);
         let plain = Park::parse("token expired");
-        assert_eq!((plain.reason.as_str(), plain.config, plain.probe), ("token expired", None, false));
+        assert_eq!(
+            (plain.reason.as_str(), plain.config, plain.probe),
+            ("token expired", None, false)
+        );
     }
 }

@@ -24,10 +24,13 @@ use crate::supervisor::Backoff;
 /// How long a new run waits for a superseded retry to end (one attempt in flight at most).
 const SUPERSEDE_WAIT: Duration = Duration::from_secs(60);
 
+/// A retry in flight: its own cancel token and its task.
+type Pending = Option<(CancellationToken, JoinHandle<()>)>;
+
 /// The pending park-store retry of one stream, if any.
 #[derive(Clone)]
 pub struct ParkRetry {
-    slot: Arc<Mutex<Option<(CancellationToken, JoinHandle<()>)>>>,
+    slot: Arc<Mutex<Pending>>,
     /// Cancelled when the daemon stops.
     stop: CancellationToken,
 }
@@ -101,7 +104,12 @@ async fn retry(
             .await;
         match stored {
             Ok(()) => {
-                tracing::info!(shop, stream, attempt, "the park is stored in sync_state now");
+                tracing::info!(
+                    shop,
+                    stream,
+                    attempt,
+                    "the park is stored in sync_state now"
+                );
                 return;
             }
             Err(e) => tracing::warn!(shop, stream, attempt, error = %e,

@@ -308,12 +308,20 @@ async fn a_permanent_database_error_parks_and_is_probed_every_backoff_max_until_
     // The probe comes after `retry_backoff_max` (600 s here), not the retry backoff (30 s …).
     let probe = h.next_run(NEVER).await.expect("a probe run");
     assert!(
-        within(probe - first, Duration::from_secs(600), Duration::from_secs(601)),
+        within(
+            probe - first,
+            Duration::from_secs(600),
+            Duration::from_secs(601)
+        ),
         "probe after {:?}",
         probe - first
     );
     h.settle().await;
-    assert_eq!(h.state(), StreamState::Parked, "the failed probe parks again");
+    assert_eq!(
+        h.state(),
+        StreamState::Parked,
+        "the failed probe parks again"
+    );
     let second = h.next_run(NEVER).await.expect("a second probe");
     assert!(within(
         second - probe,
@@ -332,7 +340,12 @@ async fn a_permanent_database_error_parks_and_is_probed_every_backoff_max_until_
 
 #[tokio::test(start_paused = true)]
 async fn a_parked_api_error_is_not_probed() {
-    let mut h = Harness::start(vec![Step::FailFatal], || Step::Succeed, MemoryLedger::new("me")).await;
+    let mut h = Harness::start(
+        vec![Step::FailFatal],
+        || Step::Succeed,
+        MemoryLedger::new("me"),
+    )
+    .await;
     h.next_run(NEVER).await.expect("first run");
     h.settle().await;
     assert_eq!(h.state(), StreamState::Parked);
@@ -345,7 +358,12 @@ async fn a_parked_api_error_is_not_probed() {
 
 /// The stored park of a run that parked with `Step::FailFatal` under the harness's configuration.
 async fn stored_park() -> String {
-    let mut h = Harness::start(vec![Step::FailFatal], || Step::Succeed, MemoryLedger::new("me")).await;
+    let mut h = Harness::start(
+        vec![Step::FailFatal],
+        || Step::Succeed,
+        MemoryLedger::new("me"),
+    )
+    .await;
     h.next_run(NEVER).await.expect("first run");
     h.settle().await;
     h.ledger.parked(SHOP, Stream::Orders).expect("parked")
@@ -355,7 +373,10 @@ async fn stored_park() -> String {
 async fn a_persisted_park_is_kept_under_the_same_configuration_and_cleared_by_a_changed_one() {
     let stored = stored_park().await;
     let park = Park::parse(&stored);
-    assert!(park.config.is_some(), "the park records the configuration: {stored}");
+    assert!(
+        park.config.is_some(),
+        "the park records the configuration: {stored}"
+    );
 
     // The same configuration after a restart: still parked, no run.
     let same = MemoryLedger::new("me");
@@ -408,5 +429,9 @@ async fn a_park_the_database_refuses_to_store_is_retried_until_it_is_stored() {
     assert!(stored.contains("3000024"), "{stored}");
     let runs = h.ledger.runs();
     assert_eq!(runs.len(), 1, "no further run while parked");
-    assert_eq!(runs[0].status, RunStatus::Failed, "the run's end recorded too");
+    assert_eq!(
+        runs[0].status,
+        RunStatus::Failed,
+        "the run's end recorded too"
+    );
 }
