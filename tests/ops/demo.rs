@@ -21,6 +21,11 @@ fn demo(url: &str, args: &[&str]) -> (Option<i32>, String, u32) {
         .arg("demo")
         .args(args)
         .env("TEMU_SYNC__DATABASE__URL", url)
+        // Each demo its own port: the tests run in parallel (the default is 127.0.0.1:8080).
+        .env(
+            "TEMU_SYNC__HTTP__LISTEN",
+            format!("127.0.0.1:{}", free_port()),
+        )
         .env_remove("RUST_LOG")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
