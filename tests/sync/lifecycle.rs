@@ -17,7 +17,10 @@ async fn sigterm_mid_run_cancels_cleanly_and_releases_the_lease() {
         latency: Latency::Fixed(Duration::from_millis(150)),
         ..FaultConfig::default()
     });
-    let mut daemon = Daemon::start(&sim, &options(&db, &sim));
+    let mut opts = options(&db, &sim);
+    // One page at a time: the backfill takes seconds, so the SIGTERM lands mid-run.
+    opts.extra_sync = "  page_concurrency: 1\n".to_string();
+    let mut daemon = Daemon::start(&sim, &opts);
     let client = wait_for_client(&db).await;
     let running = run_in_progress(&client, Duration::from_secs(30)).await;
     assert!(running, "a run is in progress\n{}", daemon.log_tail(30));
@@ -55,7 +58,9 @@ async fn a_run_exceeding_task_timeout_is_cancelled_and_the_next_resumes() {
         ..FaultConfig::default()
     });
     let mut opts = options(&db, &sim);
-    opts.extra_sync = "  task_timeout: 2s\n".to_string();
+    // One page at a time, so the backfill outlasts the 2 s task_timeout (concurrent pages
+    // finish it sooner).
+    opts.extra_sync = "  task_timeout: 2s\n  page_concurrency: 1\n".to_string();
     let daemon = Daemon::start(&sim, &opts);
     let client = wait_for_client(&db).await;
     let timed_out = eventually(Duration::from_secs(40), || async {
