@@ -28,6 +28,7 @@ use crate::ops::{status_line, Notifier};
 use crate::supervisor::{ActorChild, ChildSpec, Outcome, SupervisorArgs, SupervisorHandle};
 use crate::sync::{actor_name, SyncActor, SyncActorArgs, SyncBoard, SyncControl, SyncMsg};
 use crate::temu::actor::{TemuActor, TemuActorArgs, TemuMsg};
+use crate::temu::budget::{self, coordinator::Coordinator};
 
 pub use shared::{BuildError, Shared};
 
@@ -76,6 +77,7 @@ pub async fn run_with(
     };
     let notifier = Notifier::from_env();
     spawn_metrics_upkeep(&shared);
+    spawn_qps_budget(&shared);
     let cfg = &shared.config;
     let listener = match TcpListener::bind(cfg.http.listen).await {
         Ok(l) => l,
@@ -163,6 +165,23 @@ fn spawn_metrics_upkeep(shared: &Shared) {
         };
         metrics
             .watched(crate::metrics::TASK_METRICS_UPKEEP, upkeep)
+            .await;
+    });
+}
+
+/// One QPS budget per app_key across the live daemons (`temu::budget::coordinator`): the buckets
+/// are held at 0 here, before anything can call Temu, until this daemon has joined.
+fn spawn_qps_budget(shared: &Shared) {
+    let coordinator = Coordinator::new(
+        shared.db.clone(),
+        shared.instance.id.clone(),
+        shared.temu.budgets().clone(),
+        shared.metrics.clone(),
+    );
+    let (metrics, shutdown) = (shared.metrics.clone(), shared.shutdown.clone());
+    shared.shutdown.spawn(async move {
+        metrics
+            .watched(crate::metrics::TASK_QPS_BUDGET, coordinator.run(shutdown))
             .await;
     });
 }
@@ -255,6 +274,8 @@ async fn stop(
             "tasks still running after supervisor.shutdown_timeout; leaving them"
         );
     }
+    // Every run has stopped calling: only now give up this daemon's QPS shares.
+    budget::coordinator::leave(&shared.db, &shared.instance.id, Duration::from_secs(2)).await;
     shared.db.close();
     match outcome {
         Err(code) => code,

@@ -36,6 +36,7 @@ macro_rules! incoming {
 }
 
 pub mod aftersales;
+pub mod budget;
 pub mod orders;
 pub mod products;
 pub mod raw_json;

@@ -39,6 +39,7 @@ use tokio::sync::Semaphore;
 
 use crate::config::{AppConfig, ShopConfig, TemuConfig};
 
+use super::budget::Budgets;
 use super::circuit::{CircuitBreaker, CircuitSnapshot};
 use super::envelope::{ApiResponse, TemuError};
 use super::model::*;
@@ -79,6 +80,7 @@ struct Inner {
     breakers: Vec<Arc<CircuitBreaker>>,
     slots: Semaphore,
     secrets: Secrets,
+    budgets: Budgets,
     observers: Observers,
     counters: Counters,
 }
@@ -136,6 +138,7 @@ impl TemuClient {
                 shops: parts.shops,
                 breakers: parts.breakers,
                 secrets: parts.secrets,
+                budgets: parts.budgets,
                 observers,
                 counters: Counters::default(),
             }),
@@ -143,6 +146,11 @@ impl TemuClient {
         client.publish_circuits();
         client.publish_tokens();
         Ok(client)
+    }
+
+    /// The QPS budget of each app_key (one bucket per key, shared by its shops).
+    pub fn budgets(&self) -> &Budgets {
+        &self.inner.budgets
     }
 
     /// Every configured shop, in configuration order.
