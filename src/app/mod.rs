@@ -203,6 +203,8 @@ fn start_endpoint(
         board: shared.board.clone(),
         admin_token: cfg.http.admin_token.clone(),
         call_timeout: cfg.supervisor.call_timeout,
+        instance: shared.instance.id.clone(),
+        budgets: shared.temu.budgets().clone(),
     };
     let router = crate::sync::control::routes(http::Router::standard(), control);
     let sup = &cfg.supervisor;

@@ -15,6 +15,7 @@ use super::actor::{actor_name, SyncMsg, TriggerOutcome};
 use super::board::{StreamView, SyncBoard};
 use crate::config::{Secret, Stream};
 use crate::http::{json_response, ApiError, HandlerResult, Req, Router};
+use crate::temu::budget::Budgets;
 
 /// What the control routes need.
 #[derive(Clone)]
@@ -23,11 +24,19 @@ pub struct SyncControl {
     pub admin_token: Option<Secret>,
     /// Deadline of the call to a sync actor.
     pub call_timeout: Duration,
+    /// This daemon's instance id (the lease owner `temu-sync status` shows).
+    pub instance: String,
+    /// The QPS budget of each app_key, for this daemon's current shares.
+    pub budgets: Budgets,
 }
 
 #[derive(Serialize)]
 struct StatusDoc {
     generated_at: chrono::DateTime<chrono::Utc>,
+    /// Which daemon answers: the lease owner of the streams it runs.
+    instance: String,
+    /// This daemon's share of each app's QPS budget (calls a second), by app name.
+    qps_shares: std::collections::BTreeMap<String, f64>,
     streams: Vec<StreamView>,
 }
 
@@ -48,8 +57,8 @@ pub fn routes(router: Router, control: SyncControl) -> Router {
     let (status, one, all) = (control.clone(), control.clone(), control);
     router
         .route(Method::GET, "/status", move |_req: Req| {
-            let board = status.board.clone();
-            async move { status_doc(&board) }
+            let status = status.clone();
+            async move { status_doc(&status) }
         })
         .route(Method::POST, "/sync/{shop}/{stream}", move |req: Req| {
             let control = one.clone();
@@ -62,10 +71,16 @@ pub fn routes(router: Router, control: SyncControl) -> Router {
 }
 
 /// `GET /status`: every stream as the board sees it.
-fn status_doc(board: &SyncBoard) -> HandlerResult {
+fn status_doc(control: &SyncControl) -> HandlerResult {
     let doc = StatusDoc {
         generated_at: chrono::Utc::now(),
-        streams: board.views(),
+        instance: control.instance.clone(),
+        qps_shares: control
+            .budgets
+            .iter()
+            .map(|(_, b)| (b.app.clone(), b.bucket.rate()))
+            .collect(),
+        streams: control.board.views(),
     };
     json_response(StatusCode::OK, "application/json", &doc)
 }

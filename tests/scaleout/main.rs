@@ -48,6 +48,29 @@ async fn shares_become(http: &reqwest::Client, daemons: &[&Daemon], want: f64) -
     .await
 }
 
+/// `/status` of this daemon (instance id and QPS shares among the fields).
+async fn status(http: &reqwest::Client, daemon: &Daemon) -> Option<serde_json::Value> {
+    http.get(daemon.url("/status"))
+        .send()
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()
+}
+
+/// Pairs whose lease `owner` still holds (taken, not released or taken over).
+async fn leases_of(client: &tokio_postgres::Client, owner: &str) -> i64 {
+    client
+        .query_one(
+            "SELECT count(*) FROM sync_state WHERE lease_owner = $1",
+            &[&owner],
+        )
+        .await
+        .map(|r| r.get(0))
+        .unwrap_or(-1)
+}
+
 /// Distinct instances that finished a run since `since`.
 async fn instances_with_runs(
     client: &tokio_postgres::Client,
@@ -115,8 +138,17 @@ async fn three_daemons_share_one_budget_and_the_work() {
     assert_eq!(sim.handle.outcome_count(RATE_LIMITED), 0, "steady state");
     assert_eq!(runners, 3, "every daemon runs some of the work");
 
+    let doc = status(&http, &c).await.expect("/status answers");
+    let c_id = doc["instance"]
+        .as_str()
+        .expect("instance in /status")
+        .to_string();
+    let share = doc["qps_shares"]["app0"].as_f64().unwrap_or(0.0);
+    assert!((share - 20.0 / 3.0).abs() < 0.01, "/status share {share}");
+
     // One dies: the other two re-divide the budget and carry on with all the work.
     let killed_at = db_now(&client).await;
+    let killed = std::time::Instant::now();
     c.signal(libc::SIGKILL);
     assert!(c.wait_exit(Duration::from_secs(10)).is_some());
     assert!(
@@ -124,6 +156,18 @@ async fn three_daemons_share_one_budget_and_the_work() {
         "the budget is not re-divided after a kill\n{}",
         a.log_tail(30)
     );
+    // Its leases move: expired after lease_ttl (3 s), taken at the survivors' next look (the
+    // 2 s interval, or within one lease_ttl when held elsewhere).
+    assert!(
+        eventually(Duration::from_secs(15), || async {
+            leases_of(&client, &c_id).await == 0
+        })
+        .await,
+        "the killed daemon's leases did not move"
+    );
+    println!("killed daemon's leases moved within {:?}", killed.elapsed());
+    let doc = status(&http, &a).await.expect("/status answers");
+    assert!((doc["qps_shares"]["app0"].as_f64().unwrap_or(0.0) - 10.0).abs() < 0.01);
     assert!(
         wait_for_complete_round(&client, &sim, killed_at, Duration::from_secs(60)).await,
         "the survivors did not complete a round\n{}",
