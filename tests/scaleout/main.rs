@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use sync_common::*;
 use temu_sync::sim::SimConfig;
-use temu_sync::testkit::{eventually_some, TestDatabase};
+use temu_sync::testkit::TestDatabase;
 
 /// The simulator's errorCode for "over the app's QPS".
 const RATE_LIMITED: i64 = 4_000_004;
@@ -96,21 +96,7 @@ async fn three_daemons_share_one_budget_and_the_work() {
     let b = Daemon::start(&sim, &opts);
     let mut c = Daemon::start(&sim, &opts);
     let http = reqwest::Client::new();
-    let client = eventually_some(Duration::from_secs(30), || async {
-        let (client, conn) = tokio_postgres::connect(&db.url(), tokio_postgres::NoTls)
-            .await
-            .ok()?;
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
-        client
-            .query_one("SELECT count(*) FROM sync_runs", &[])
-            .await
-            .ok()
-            .map(|_| client)
-    })
-    .await
-    .expect("the daemons did not create and migrate the database");
+    let client = wait_for_client(&db).await;
 
     assert!(
         shares_become(&http, &[&a, &b, &c], 20.0 / 3.0).await,
