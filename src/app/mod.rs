@@ -29,6 +29,7 @@ use crate::ops::{status_line, Notifier};
 use crate::supervisor::{ActorChild, ChildSpec, Outcome, SupervisorArgs, SupervisorHandle};
 use crate::sync::{actor_name, SyncActor, SyncActorArgs, SyncBoard, SyncControl, SyncMsg};
 use crate::temu::actor::{TemuActor, TemuActorArgs, TemuMsg};
+use crate::temu::budget::{self, coordinator::Coordinator};
 
 pub use shared::{BuildError, Shared};
 
@@ -78,6 +79,7 @@ pub async fn run_with(
     let notifier = Notifier::from_env();
     note_no_shops(&shared);
     spawn_metrics_upkeep(&shared);
+    spawn_qps_budget(&shared);
     let cfg = &shared.config;
     let listener = match TcpListener::bind(cfg.http.listen).await {
         Ok(l) => l,
@@ -192,6 +194,23 @@ fn spawn_metrics_upkeep(shared: &Shared) {
     });
 }
 
+/// One QPS budget per app_key across the live daemons (`temu::budget::coordinator`): the buckets
+/// are held at 0 here, before anything can call Temu, until this daemon has joined.
+fn spawn_qps_budget(shared: &Shared) {
+    let coordinator = Coordinator::new(
+        shared.db.clone(),
+        shared.instance.id.clone(),
+        shared.temu.budgets().clone(),
+        shared.metrics.clone(),
+    );
+    let (metrics, shutdown) = (shared.metrics.clone(), shared.shutdown.clone());
+    shared.shutdown.spawn(async move {
+        metrics
+            .watched(crate::metrics::TASK_QPS_BUDGET, coordinator.run(shutdown))
+            .await;
+    });
+}
+
 /// The HTTP endpoint on its own thread, serving until the shutdown token is cancelled.
 fn start_endpoint(
     shared: &Shared,
@@ -210,6 +229,8 @@ fn start_endpoint(
         admin_token: cfg.http.admin_token.clone(),
         call_timeout: cfg.supervisor.call_timeout,
         audits: shared.audits.clone(),
+        instance: shared.instance.id.clone(),
+        budgets: shared.temu.budgets().clone(),
     };
     let router = crate::sync::control::routes(http::Router::standard(), control);
     let ops = crate::audit::routes::OpsControl {
@@ -288,6 +309,8 @@ async fn stop(
             "tasks still running after supervisor.shutdown_timeout; leaving them"
         );
     }
+    // Every run has stopped calling: only now give up this daemon's QPS shares.
+    budget::coordinator::leave(&shared.db, &shared.instance.id, Duration::from_secs(2)).await;
     shared.db.close();
     match outcome {
         Err(code) => code,

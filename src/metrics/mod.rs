@@ -38,7 +38,7 @@ mod panics;
 
 pub use panics::{
     catch_panic, panic_message, TASKS, TASK_HEARTBEAT, TASK_METRICS_UPKEEP, TASK_NOTIFIER,
-    TASK_SYNC_RUN,
+    TASK_QPS_BUDGET, TASK_SYNC_RUN,
 };
 
 use names::Kind;
@@ -368,6 +368,11 @@ impl Metrics {
             &[("shop", shop)],
             waited.as_secs_f64(),
         );
+    }
+
+    /// This daemon's share of app `app`'s QPS budget, calls a second.
+    pub fn set_qps_share(&self, app: &str, share: f64) {
+        self.gauge(names::QPS_SHARE, &[("app", app)], share);
     }
 
     /// The state of the circuit breaker of router `target` (a URL without credentials).

@@ -20,6 +20,7 @@ pub const API_ERRORS: &str = "temu_sync_api_errors_total";
 pub const API_RETRIES: &str = "temu_sync_api_retries_total";
 pub const UNEXPECTED_FIELD_TYPES: &str = "temu_sync_unexpected_field_types_total";
 pub const API_RATE_LIMIT_WAIT: &str = "temu_sync_api_rate_limit_wait_seconds";
+pub const QPS_SHARE: &str = "temu_sync_qps_share";
 pub const API_CIRCUIT_STATE: &str = "temu_sync_api_circuit_state";
 pub const TOKEN_EXPIRY: &str = "temu_sync_token_expiry_timestamp_seconds";
 pub const DB_UP: &str = "temu_sync_db_up";
@@ -208,6 +209,12 @@ pub const CATALOGUE: &[Series] = &[
         kind: Kind::Histogram,
         unit: Some(Unit::Seconds),
         help: "Waits for an app's QPS budget before a Temu API attempt, by shop (only attempts that waited).",
+    },
+    Series {
+        name: QPS_SHARE,
+        kind: Kind::Gauge,
+        unit: None,
+        help: "This daemon's share of its app's QPS budget (calls a second), by app; 0 while it joins.",
     },
     Series {
         name: DB_CHECKOUT_WAIT,

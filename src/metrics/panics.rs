@@ -23,13 +23,16 @@ pub const TASK_HEARTBEAT: &str = "heartbeat";
 pub const TASK_NOTIFIER: &str = "notifier";
 /// The periodic folding of histogram samples.
 pub const TASK_METRICS_UPKEEP: &str = "metrics_upkeep";
+/// The division of each app_key's QPS budget among the live daemons.
+pub const TASK_QPS_BUDGET: &str = "qps_budget";
 
 /// Every value of the `task` label of `temu_sync_task_panics_total`.
-pub const TASKS: [&str; 4] = [
+pub const TASKS: [&str; 5] = [
     TASK_SYNC_RUN,
     TASK_HEARTBEAT,
     TASK_NOTIFIER,
     TASK_METRICS_UPKEEP,
+    TASK_QPS_BUDGET,
 ];
 
 /// Runs `future`; a panic inside it comes back as `Err` with the panic's message. The future's

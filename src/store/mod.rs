@@ -37,6 +37,8 @@ macro_rules! incoming {
 
 pub mod aftersales;
 pub mod audit;
+pub mod budget;
+pub mod fair_share;
 pub mod orders;
 pub mod products;
 pub mod raw_json;

@@ -16,6 +16,7 @@ use super::board::{StreamView, SyncBoard};
 use crate::audit::{AuditBoard, AuditView};
 use crate::config::{Secret, Stream};
 use crate::http::{json_response, ApiError, HandlerResult, Req, Router};
+use crate::temu::budget::Budgets;
 
 /// What the control routes need.
 #[derive(Clone)]
@@ -26,11 +27,19 @@ pub struct SyncControl {
     pub call_timeout: Duration,
     /// The scheduled audit's last results, shown in `/status`.
     pub audits: AuditBoard,
+    /// This daemon's instance id (the lease owner `temu-sync status` shows).
+    pub instance: String,
+    /// The QPS budget of each app_key, for this daemon's current shares.
+    pub budgets: Budgets,
 }
 
 #[derive(Serialize)]
 struct StatusDoc {
     generated_at: chrono::DateTime<chrono::Utc>,
+    /// Which daemon answers: the lease owner of the streams it runs.
+    instance: String,
+    /// This daemon's share of each app's QPS budget (calls a second), by app name.
+    qps_shares: std::collections::BTreeMap<String, f64>,
     streams: Vec<StreamView>,
     /// The last scheduled audit of each shop × stream (absent until one ran).
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -54,8 +63,8 @@ pub fn routes(router: Router, control: SyncControl) -> Router {
     let (status, one, all) = (control.clone(), control.clone(), control);
     router
         .route(Method::GET, "/status", move |_req: Req| {
-            let (board, audits) = (status.board.clone(), status.audits.clone());
-            async move { status_doc(&board, &audits) }
+            let status = status.clone();
+            async move { status_doc(&status) }
         })
         .route(Method::POST, "/sync/{shop}/{stream}", move |req: Req| {
             let control = one.clone();
@@ -68,11 +77,17 @@ pub fn routes(router: Router, control: SyncControl) -> Router {
 }
 
 /// `GET /status`: every stream as the board sees it.
-fn status_doc(board: &SyncBoard, audits: &AuditBoard) -> HandlerResult {
+fn status_doc(control: &SyncControl) -> HandlerResult {
     let doc = StatusDoc {
         generated_at: chrono::Utc::now(),
-        streams: board.views(),
-        audits: audits.views(),
+        instance: control.instance.clone(),
+        qps_shares: control
+            .budgets
+            .iter()
+            .map(|(_, b)| (b.app.clone(), b.bucket.rate()))
+            .collect(),
+        streams: control.board.views(),
+        audits: control.audits.views(),
     };
     json_response(StatusCode::OK, "application/json", &doc)
 }

@@ -13,6 +13,7 @@
 //! access_token, proxy password) reach a log line, an error, `Debug` output or `/health`.
 
 pub mod actor;
+pub mod budget;
 pub mod circuit;
 pub mod client;
 pub mod envelope;

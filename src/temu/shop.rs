@@ -1,7 +1,7 @@
 //! A shop resolved once: everything a call for it needs, in one value.
 //!
 //! Owns: [`TemuShop`] — the shop's name, region and streams, its app's key and secret, its access
-//! token, the router it calls, the rate limiter of its app_key and the circuit breaker of its
+//! token, the router it calls, the QPS budget (bucket) of its app_key and the circuit breaker of its
 //! router (both shared with the other shops of that app / router), and what is known about its
 //! token ([`TokenState`]). The client builds each shop once, from the configuration; callers hand
 //! the value back on every call, so nothing joins shops by name afterwards.
@@ -10,11 +10,11 @@
 
 use std::sync::Arc;
 
-use governor::DefaultDirectRateLimiter;
 use parking_lot::Mutex;
 
 use crate::config::{AppConfig, Region, Secret, ShopConfig, Stream};
 
+use super::budget::Bucket;
 use super::circuit::CircuitBreaker;
 use super::redact::url_label;
 use super::token::TokenState;
@@ -37,7 +37,7 @@ struct Inner {
     app_qps: u32,
     access_token: Secret,
     url: String,
-    limiter: Arc<DefaultDirectRateLimiter>,
+    limiter: Arc<Bucket>,
     breaker: Arc<CircuitBreaker>,
     token: Mutex<TokenState>,
     /// The configured streams the token's scopes leave out, as last reported.
@@ -50,7 +50,7 @@ impl TemuShop {
         shop: &ShopConfig,
         app: &AppConfig,
         url: String,
-        limiter: Arc<DefaultDirectRateLimiter>,
+        limiter: Arc<Bucket>,
         breaker: Arc<CircuitBreaker>,
     ) -> Self {
         Self {
@@ -178,7 +178,7 @@ impl TemuShop {
         &self.inner.url
     }
 
-    pub(super) fn limiter(&self) -> &DefaultDirectRateLimiter {
+    pub(super) fn limiter(&self) -> &Bucket {
         &self.inner.limiter
     }
 

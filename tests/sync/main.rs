@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use sync_common::*;
 use temu_sync::sim::SimConfig;
-use temu_sync::testkit::{eventually_some, TestDatabase};
+use temu_sync::testkit::TestDatabase;
 
 /// A test database (created by the daemon) and a simulator with one shop of `orders` orders.
 async fn setup(prefix: &str, orders: usize) -> (TestDatabase, Sim) {
@@ -72,24 +72,4 @@ async fn assert_matches_truth(client: &tokio_postgres::Client, sim: &Sim, daemon
         daemon.log_tail(40)
     );
     assert!(diff.checked > 0);
-}
-
-/// A connection to the test database once the daemon has created and migrated it.
-async fn wait_for_client(db: &TestDatabase) -> tokio_postgres::Client {
-    let url = db.url();
-    let client = eventually_some(Duration::from_secs(30), || async {
-        let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-            .await
-            .ok()?;
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
-        client
-            .query_one("SELECT count(*) FROM sync_runs", &[])
-            .await
-            .ok()
-            .map(|_| client)
-    })
-    .await;
-    client.expect("the daemon did not create and migrate the database")
 }

@@ -251,3 +251,23 @@ impl CliConfig {
         )
     }
 }
+
+/// A connection to the test database once the daemon has created and migrated it.
+pub async fn wait_for_client(db: &TestDatabase) -> tokio_postgres::Client {
+    let url = db.url();
+    let client = temu_sync::testkit::eventually_some(Duration::from_secs(30), || async {
+        let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+            .await
+            .ok()?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        client
+            .query_one("SELECT count(*) FROM sync_runs", &[])
+            .await
+            .ok()
+            .map(|_| client)
+    })
+    .await;
+    client.expect("the daemon did not create and migrate the database")
+}

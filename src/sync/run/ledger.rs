@@ -144,6 +144,10 @@ impl RunLedger for PgLedger {
         Box::pin(self.db.transaction("take-lease", self.deadline, move |c| {
             Box::pin(async move {
                 let stream = stream.as_str();
+                // Fair leases (issue 15): over its share, a daemon leaves the pair to the others.
+                if !super::fair_share::within_fair_share(c, shop_id, stream, &owner).await? {
+                    return Ok(None);
+                }
                 let lease = store::try_acquire_lease(c, shop_id, stream, &owner, ttl).await?;
                 if lease.as_ref().is_some_and(|l| l.took_over_from.is_some()) {
                     store::abandon_stale_runs(c, shop_id, stream, &owner).await?;

@@ -18,6 +18,7 @@
 //!
 //! Must not: decide what happens after the run (retry, park, reschedule: `actor.rs`).
 
+mod fair_share;
 mod heartbeat;
 pub mod ledger;
 pub mod park;

@@ -6,14 +6,12 @@
 //! given twice). Must not: send anything, or keep a secret outside [`TemuShop`] and [`Secrets`].
 
 use std::collections::HashMap;
-use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
-
 use crate::config::{AppConfig, ShopConfig, TemuConfig};
 
+use super::super::budget::Budgets;
 use super::super::circuit::CircuitBreaker;
 use super::super::envelope::TemuError;
 use super::super::redact::{url_label, Secrets};
@@ -69,6 +67,7 @@ pub(super) struct Parts {
     pub shops: Vec<TemuShop>,
     pub breakers: Vec<Arc<CircuitBreaker>>,
     pub secrets: Secrets,
+    pub budgets: Budgets,
 }
 
 /// The router a shop calls: its `base_url`, else its region's router.
@@ -90,13 +89,14 @@ pub(super) fn parts(
     let http = http_client(cfg, &mut secrets)?;
     secrets.extend(apps.iter().map(|a| a.app_secret.expose().to_string()));
     secrets.extend(shops.iter().map(|s| s.access_token.expose().to_string()));
-    let limiters = app_limiters(apps, tuning)?;
-    let (shops, breakers) = shop_table(apps, shops, &limiters, tuning)?;
+    let budgets = app_budgets(apps, tuning)?;
+    let (shops, breakers) = shop_table(apps, shops, &budgets, tuning)?;
     Ok(Parts {
         http,
         shops,
         breakers,
         secrets: Secrets::new(secrets),
+        budgets,
     })
 }
 
@@ -141,23 +141,21 @@ fn http_client(cfg: &TemuConfig, secrets: &mut Vec<String>) -> Result<reqwest::C
     })
 }
 
-/// One limiter per app_key, even if two app entries share a key: one QPS budget per key.
-fn app_limiters(
-    apps: &[AppConfig],
-    tuning: &ClientTuning,
-) -> Result<HashMap<String, Arc<DefaultDirectRateLimiter>>, TemuError> {
-    let burst = NonZeroU32::new(tuning.rate_burst.max(1)).unwrap_or(NonZeroU32::MIN);
-    let mut limiters = HashMap::new();
+/// One budget (bucket) per app_key, even if two app entries share a key: one QPS budget per key.
+/// It starts at the app's full `qps`; in the daemon the coordinator divides it among the live
+/// daemons (`temu::budget::coordinator`).
+fn app_budgets(apps: &[AppConfig], tuning: &ClientTuning) -> Result<Budgets, TemuError> {
+    let mut budgets = Budgets::default();
     for app in apps {
-        let qps = NonZeroU32::new(app.qps).ok_or_else(|| {
-            TemuError::Config(format!("apps[{}].qps must be at least 1", app.name))
-        })?;
-        let quota = Quota::per_second(qps).allow_burst(burst.min(qps));
-        limiters
-            .entry(app.app_key.clone())
-            .or_insert_with(|| Arc::new(RateLimiter::direct(quota)));
+        if app.qps == 0 {
+            return Err(TemuError::Config(format!(
+                "apps[{}].qps must be at least 1",
+                app.name
+            )));
+        }
+        budgets.insert(&app.app_key, &app.name, app.qps, tuning.rate_burst.max(1));
     }
-    Ok(limiters)
+    Ok(budgets)
 }
 
 /// The shops in configuration order, each with its app's limiter and its router's breaker
@@ -165,7 +163,7 @@ fn app_limiters(
 fn shop_table(
     apps: &[AppConfig],
     shops: &[ShopConfig],
-    limiters: &HashMap<String, Arc<DefaultDirectRateLimiter>>,
+    budgets: &Budgets,
     tuning: &ClientTuning,
 ) -> Result<(Vec<TemuShop>, Vec<Arc<CircuitBreaker>>), TemuError> {
     let mut breakers: HashMap<String, Arc<CircuitBreaker>> = HashMap::new();
@@ -197,10 +195,9 @@ fn shop_table(
                 ))
             })
             .clone();
-        let limiter = limiters
-            .get(&app.app_key)
-            .cloned()
-            .ok_or_else(|| TemuError::Config("app limiter missing".into()))?;
+        let limiter = budgets
+            .bucket(&app.app_key)
+            .ok_or_else(|| TemuError::Config("app budget missing".into()))?;
         table.push(TemuShop::new(shop, app, url, limiter, breaker));
     }
     Ok((table, breakers.into_values().collect()))

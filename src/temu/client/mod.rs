@@ -39,6 +39,7 @@ use tokio::sync::Semaphore;
 
 use crate::config::{AppConfig, ShopConfig, TemuConfig};
 
+use super::budget::Budgets;
 use super::circuit::{CircuitBreaker, CircuitSnapshot};
 use super::envelope::{ApiResponse, TemuError};
 use super::model::*;
@@ -81,6 +82,7 @@ struct Inner {
     breakers: Vec<Arc<CircuitBreaker>>,
     slots: Semaphore,
     secrets: Secrets,
+    budgets: Budgets,
     observers: Observers,
     counters: Counters,
     /// The rate limit of the unexpected-field-type log.
@@ -140,6 +142,7 @@ impl TemuClient {
                 shops: parts.shops,
                 breakers: parts.breakers,
                 secrets: parts.secrets,
+                budgets: parts.budgets,
                 observers,
                 counters: Counters::default(),
                 drift: Default::default(),
@@ -148,6 +151,11 @@ impl TemuClient {
         client.publish_circuits();
         client.publish_tokens();
         Ok(client)
+    }
+
+    /// The QPS budget of each app_key (one bucket per key, shared by its shops).
+    pub fn budgets(&self) -> &Budgets {
+        &self.inner.budgets
     }
 
     /// Every configured shop, in configuration order.
