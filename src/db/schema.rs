@@ -18,6 +18,15 @@ diesel::table! {
 }
 
 diesel::table! {
+    app_budget_members (app_key, instance_id) {
+        app_key -> Text,
+        instance_id -> Text,
+        joined_at -> Timestamptz,
+        last_seen -> Timestamptz,
+    }
+}
+
+diesel::table! {
     daemon_instances (instance_id) {
         instance_id -> Text,
         hostname -> Text,
@@ -163,6 +172,7 @@ diesel::joinable!(sync_state -> shops (shop_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     aftersales,
+    app_budget_members,
     daemon_instances,
     order_items,
     orders,
